@@ -1,0 +1,234 @@
+using IoCrc32 = System.IO.Hashing.Crc32;
+
+namespace EifFormat;
+
+/// <summary>
+/// Writes EIFs. The layout is planned and checked first (a bad plan throws before the first byte), then every
+/// section is streamed once through the CRC-32 and PCR hashers into the output, and the header, with its tables and
+/// CRC, is written last. The CRC of the pieces is combined (<see cref="Crc32Combine"/>), so nothing is read twice.
+/// </summary>
+public static class EifWriter
+{
+    /// <summary>
+    /// Writes to <paramref name="path"/> atomically: into a temporary file in the same folder, flushed to disk and
+    /// renamed over <paramref name="path"/> on success; on any failure the temporary file is removed and an existing
+    /// file at <paramref name="path"/> is left as it was.
+    /// </summary>
+    /// <exception cref="EifFormatException">The sections do not form a valid EIF, or an input changed while read.</exception>
+    /// <exception cref="IOException">An input cannot be read or the output cannot be written.</exception>
+    public static EifWriteResult WriteFile(
+        string path, EifHeaderFields header, IReadOnlyList<EifSectionInput> sections, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return AtomicFile.Write(path, stream => Write(stream, header, sections, cancellationToken));
+    }
+
+    /// <summary>Writes an EIF to a seekable stream, starting at offset 0 of the stream.</summary>
+    /// <exception cref="ArgumentException">The stream cannot write or seek.</exception>
+    /// <exception cref="EifFormatException">The sections do not form a valid EIF, or an input changed while read.</exception>
+    /// <exception cref="IOException">An input cannot be read or the output cannot be written.</exception>
+    public static EifWriteResult Write(
+        Stream destination, EifHeaderFields header, IReadOnlyList<EifSectionInput> sections, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(sections);
+        if (!destination.CanWrite || !destination.CanSeek)
+            throw new ArgumentException("The destination must be writable and seekable (the header is written last).", nameof(destination));
+
+        var plan = Plan(header, sections);
+        var opened = new List<Stream>();
+        try
+        {
+            // Open every input before the first byte is written, so a missing or unreadable file fails early.
+            var inputs = new Stream[plan.Count];
+            for (int i = 0; i < plan.Count; i++)
+            {
+                inputs[i] = plan[i].Bytes is { } bytes ? new MemoryStream(bytes, writable: false) : plan[i].Input.Source.Open();
+                if (plan[i].Bytes is not null || plan[i].Input.Source.OwnsStream)
+                    opened.Add(inputs[i]);
+            }
+
+            return WritePlanned(destination, header, plan, inputs, cancellationToken);
+        }
+        finally
+        {
+            foreach (var s in opened)
+                s.Dispose();
+        }
+    }
+
+    private static EifWriteResult WritePlanned(
+        Stream destination, EifHeaderFields fields, List<PlannedSection> plan, Stream[] inputs, CancellationToken cancellationToken)
+    {
+        destination.Position = 0;
+        destination.SetLength(0);
+        destination.Write(new byte[EifHeader.EncodedSize]);
+        long position = EifHeader.EncodedSize;
+
+        long measured = plan.Sum(p => p.Length ?? 0);
+        using var digester = new SectionDigester(measured);
+        var written = new EifSection[plan.Count];
+        uint restCrc = 0; // CRC of everything after the header; CRC-32 of no bytes is 0
+        long restLength = 0;
+        Span<byte> sectionHeader = stackalloc byte[EifSectionHeader.EncodedSize];
+        int ramdisks = 0;
+        for (int i = 0; i < plan.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var p = plan[i];
+            long headerOffset = position;
+            new EifSectionHeader(p.Input.Type, (ulong)(p.Length ?? 0)).Write(sectionHeader);
+            destination.Write(sectionHeader);
+
+            PcrRoute route = p.Input.Type switch
+            {
+                EifSectionType.Kernel or EifSectionType.Cmdline => PcrRoute.Bootstrap,
+                EifSectionType.Ramdisk => ramdisks++ == 0 ? PcrRoute.Bootstrap : PcrRoute.Application,
+                _ => PcrRoute.None,
+            };
+            (uint dataCrc, long length) = digester.Copy(inputs[i], p.Length ?? long.MaxValue, route, destination);
+            if (p.Length is { } planned)
+            {
+                if (length != planned)
+                    Throw.InputChanged(p.Input.Source.Name, planned, length);
+                if (p.Input.Source.OwnsStream && inputs[i].ReadByte() >= 0)
+                    Throw.InputChanged(p.Input.Source.Name, planned, planned + 1);
+            }
+            else
+            {
+                // Unknown length: patch the placeholder header now that the size is known.
+                new EifSectionHeader(p.Input.Type, (ulong)length).Write(sectionHeader);
+                destination.Position = headerOffset;
+                destination.Write(sectionHeader);
+                destination.Position = headerOffset + EifSectionHeader.EncodedSize + length;
+            }
+
+            restCrc = Crc32Combine.Combine(restCrc, IoCrc32.HashToUInt32(sectionHeader), EifSectionHeader.EncodedSize);
+            restCrc = Crc32Combine.Combine(restCrc, dataCrc, length);
+            restLength += EifSectionHeader.EncodedSize + length;
+            written[i] = new EifSection(i, p.Input.Type, 0, headerOffset, length);
+            position = headerOffset + EifSectionHeader.EncodedSize + length;
+        }
+
+        (byte[] pcr0, byte[] pcr1, byte[] pcr2) = digester.Finish();
+        byte[]? pcr8 = plan.FirstOrDefault(p => p.CertificateDer is not null)?.CertificateDer is { } der ? Pcr.Compute(der) : null;
+
+        var table = new EifSectionTable(
+            written.Select(s => (ulong)s.Offset).ToArray(),
+            written.Select(s => (ulong)s.Size).ToArray());
+        var header = new EifHeader(
+            EifHeader.ExpectedMagic, fields.Version, fields.Flags, fields.DefaultMemory, fields.DefaultCpus,
+            fields.Reserved, (ushort)plan.Count, table, fields.Unused, crc32: 0);
+        byte[] headerBytes = new byte[EifHeader.EncodedSize];
+        header.Write(headerBytes);
+        uint crc = Crc32Combine.Combine(IoCrc32.HashToUInt32(headerBytes.AsSpan(0, EifHeader.CrcCoveredSize)), restCrc, restLength);
+        header.WithCrc32(crc).Write(headerBytes);
+        destination.Position = 0;
+        destination.Write(headerBytes);
+        destination.Position = position;
+        destination.Flush();
+        return new EifWriteResult(position, crc, new EifMeasurements(pcr0, pcr1, pcr2, pcr8), written);
+    }
+
+    // Checks the plan against the rules every reader applies (spec §10.1), before any output exists.
+    private static List<PlannedSection> Plan(EifHeaderFields header, IReadOnlyList<EifSectionInput> sections)
+    {
+        if (header.Version is < EifConstants.MinSupportedVersion or > EifConstants.CurrentVersion)
+            Throw.UnsupportedVersion(header.Version);
+        if ((header.Flags & ~EifConstants.KnownHeaderFlags) != 0)
+            Throw.UnknownFlags(header.Flags);
+        if (sections.Count > EifConstants.MaxSections)
+            Throw.TooManySections(sections.Count);
+
+        var plan = new List<PlannedSection>(sections.Count);
+        int kernel = -1, cmdline = -1, metadata = -1, signature = -1, ramdisk = -1;
+        for (int i = 0; i < sections.Count; i++)
+        {
+            var input = sections[i] ?? throw new ArgumentException($"Section {i} is null.", nameof(sections));
+            byte[]? bytes = null;
+            byte[]? certificateDer = null;
+            switch (input.Type)
+            {
+                case EifSectionType.Kernel:
+                    Single(ref kernel, i, input.Type);
+                    break;
+                case EifSectionType.Cmdline:
+                    Single(ref cmdline, i, input.Type);
+                    break;
+                case EifSectionType.Ramdisk:
+                    if (kernel < 0)
+                        Throw.SectionOrder(i, sections.ToList().FindIndex(s => s.Type == EifSectionType.Kernel));
+                    if (ramdisk < 0)
+                        ramdisk = i;
+                    break;
+                case EifSectionType.Metadata:
+                    if (header.Version < EifConstants.FirstVersionWithMetadata)
+                        Throw.SectionNotInVersion(i, input.Type, header.Version, EifConstants.FirstVersionWithMetadata);
+                    Single(ref metadata, i, input.Type);
+
+                    // Small by definition; buffered so that what is written is known to parse.
+                    bytes = ReadCapped(input.Source, EifConstants.MaxMetadataSize, () => Throw.MetadataTooLarge(i, (ulong)(input.Source.PlannedLength ?? EifConstants.MaxMetadataSize + 1L)));
+                    EifMetadata.Parse(bytes);
+                    break;
+                case EifSectionType.Signature:
+                    if (header.Version < EifConstants.FirstVersionWithSignature)
+                        Throw.SectionNotInVersion(i, input.Type, header.Version, EifConstants.FirstVersionWithSignature);
+                    Single(ref signature, i, input.Type);
+                    bytes = ReadCapped(input.Source, EifConstants.MaxSignatureSize, () => Throw.SignatureTooLarge(input.Source.PlannedLength ?? EifConstants.MaxSignatureSize + 1L));
+                    var entries = EifSignatureSection.Decode(bytes);
+                    certificateDer = EifSignatureSection.FirstCertificateDer(entries[0].SigningCertificate, $"{input.Source.Name} entry 0 'signing_certificate'");
+                    break;
+                case EifSectionType.Invalid:
+                    Throw.InvalidSectionType(i, 0);
+                    break;
+                default:
+                    Throw.UnknownSectionType(i, 0, (ushort)input.Type);
+                    break;
+            }
+
+            plan.Add(new PlannedSection(input, bytes, bytes?.LongLength ?? input.Source.PlannedLength, certificateDer));
+        }
+
+        if (kernel < 0)
+            Throw.MissingSection("kernel");
+        if (cmdline < 0)
+            Throw.MissingSection("cmdline");
+        if (ramdisk < 0)
+            Throw.MissingSection("ramdisk");
+        if (metadata < 0 && header.Version >= EifConstants.FirstVersionWithMetadata)
+            Throw.MissingSection($"metadata (required from version {EifConstants.FirstVersionWithMetadata})");
+        return plan;
+
+        static void Single(ref int seen, int index, EifSectionType type)
+        {
+            if (seen >= 0)
+                Throw.DuplicateSection(type, seen, index);
+            seen = index;
+        }
+    }
+
+    private static byte[] ReadCapped(EifSectionSource source, int cap, Action tooLarge)
+    {
+        if (source.PlannedLength > cap)
+            tooLarge();
+        Stream stream = source.Open();
+        try
+        {
+            byte[] buffer = new byte[(int)Math.Min(source.PlannedLength ?? cap + 1L, cap + 1L)];
+            int length = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+            if (length > cap)
+                tooLarge();
+            if (source.PlannedLength is { } planned && (length != planned || (source.OwnsStream && stream.ReadByte() >= 0)))
+                Throw.InputChanged(source.Name, planned, length != planned ? length : planned + 1);
+            return buffer.AsSpan(0, length).ToArray();
+        }
+        finally
+        {
+            if (source.OwnsStream)
+                stream.Dispose();
+        }
+    }
+
+    private sealed record PlannedSection(EifSectionInput Input, byte[]? Bytes, long? Length, byte[]? CertificateDer);
+}
