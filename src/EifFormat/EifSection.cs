@@ -51,11 +51,14 @@ public sealed class EifDigests
     /// <summary>PCR0, PCR1, PCR2 and, when signed, PCR8.</summary>
     public EifMeasurements Measurements { get; }
 
+    /// <summary>The <see cref="EifFormatError.ChecksumMismatch"/> error naming both values, or null when the CRC matches.</summary>
+    public EifFormatException? ChecksumError => CrcMatches ? null : Throw.ChecksumMismatch(StoredCrc, ComputedCrc);
+
     /// <summary>Throws when the CRC does not match.</summary>
     /// <exception cref="EifFormatException"><see cref="EifFormatError.ChecksumMismatch"/>, naming both values.</exception>
     public void EnsureChecksum()
     {
-        if (!CrcMatches)
-            throw Throw.ChecksumMismatch(StoredCrc, ComputedCrc);
+        if (ChecksumError is { } error)
+            throw error;
     }
 }

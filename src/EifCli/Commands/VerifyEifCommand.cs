@@ -1,0 +1,136 @@
+using System.CommandLine;
+using EifFormat;
+using EifFormat.Json;
+
+namespace EifCli;
+
+/// <summary>
+/// <c>eif verify-eif</c>: a pipeline gate. Exit 0 only when the file is a valid EIF, its CRC holds and every
+/// expected PCR matches; otherwise each failure is named on stderr (expected vs actual) and the exit code is
+/// <see cref="ExitCode.VerificationFailed"/>. A JSON report is printed on stdout either way.
+/// </summary>
+internal sealed class VerifyEifCommand : Command
+{
+    private static readonly string[] Registers = ["PCR0", "PCR1", "PCR2", "PCR8"];
+
+    private readonly TextWriter _stdout;
+    private readonly TextWriter _stderr;
+
+    internal VerifyEifCommand(TextWriter stdout, TextWriter stderr)
+        : base("verify-eif", "Check an EIF's structure, CRC and PCRs against expected values; exit 0 only if all hold.")
+    {
+        _stdout = stdout;
+        _stderr = stderr;
+        Options.Add(EifPathOption);
+        Options.Add(Pcr0Option);
+        Options.Add(Pcr1Option);
+        Options.Add(Pcr2Option);
+        Options.Add(Pcr8Option);
+        Options.Add(PcrsOption);
+        SetAction(result => Execute(result));
+    }
+
+    internal Option<string> EifPathOption { get; } = EifCli.Options.ExistingFile("--eif-path", "The EIF to verify.");
+
+    internal Option<string> Pcr0Option { get; } = EifCli.Options.PcrValue("--pcr0", "PCR0");
+
+    internal Option<string> Pcr1Option { get; } = EifCli.Options.PcrValue("--pcr1", "PCR1");
+
+    internal Option<string> Pcr2Option { get; } = EifCli.Options.PcrValue("--pcr2", "PCR2");
+
+    internal Option<string> Pcr8Option { get; } = EifCli.Options.PcrValue("--pcr8", "PCR8");
+
+    internal Option<string> PcrsOption { get; } = EifCli.Options.ExistingFile(
+        "--pcrs",
+        "Expected PCRs as JSON: what build-eif, build-enclave, describe-eif or eif_build print. Explicit --pcrN options win.",
+        required: false);
+
+    /// <summary>
+    /// Reads expected registers from JSON: a <c>Measurements</c> object (build-eif, describe-eif) or PCR keys at the
+    /// top level (eif_build). Other keys (HashAlgorithm, metadata) are ignored.
+    /// </summary>
+    internal static Dictionary<string, string> ReadExpected(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        JValue root;
+        try
+        {
+            root = SerdeJsonParser.Parse(bytes);
+        }
+        catch (FormatException ex)
+        {
+            throw new CliException(ExitCode.InvalidInput, $"{path}: not valid JSON ({ex.Message})");
+        }
+
+        JObject source = root switch
+        {
+            JObject o when o["Measurements"] is JObject m => m,
+            JObject o => o,
+            _ => throw new CliException(ExitCode.InvalidInput, $"{path}: expected a JSON object with PCR0..PCR8 or a 'Measurements' object"),
+        };
+        var expected = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string register in Registers)
+        {
+            switch (source[register])
+            {
+                case null:
+                    break;
+                case JString s when EifCli.Options.IsPcrHex(s.Value):
+                    expected[register] = s.Value.ToLowerInvariant();
+                    break;
+                default:
+                    throw new CliException(ExitCode.InvalidInput, $"{path}: '{register}' must be a string of 96 hex digits");
+            }
+        }
+
+        if (expected.Count == 0)
+            throw new CliException(ExitCode.InvalidInput, $"{path}: no PCR0, PCR1, PCR2 or PCR8 found");
+        return expected;
+    }
+
+    private int Execute(ParseResult result)
+    {
+        var expected = result.GetValue(PcrsOption) is { } pcrs ? ReadExpected(pcrs) : new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (register, option) in new[] { ("PCR0", Pcr0Option), ("PCR1", Pcr1Option), ("PCR2", Pcr2Option), ("PCR8", Pcr8Option) })
+        {
+            if (result.GetValue(option) is { } value)
+                expected[register] = value.ToLowerInvariant();
+        }
+
+        string path = result.GetValue(EifPathOption)!;
+        using var reader = EifReader.Open(path);
+        EifDigests digests = reader.ComputeDigests();
+        var actual = digests.Measurements.ToHexPairs().ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+
+        var failures = new List<string>();
+        if (digests.ChecksumError is { } crcError)
+            failures.Add(crcError.WithPath(path).Message);
+        var checks = new List<JValue>();
+        foreach (string register in Registers)
+        {
+            if (!expected.TryGetValue(register, out string? want))
+                continue;
+            string? got = actual.GetValueOrDefault(register);
+            bool match = got == want;
+            checks.Add(JObject.Of(
+                ("Register", new JString(register)),
+                ("Expected", new JString(want)),
+                ("Actual", got is null ? JNull.Instance : new JString(got)),
+                ("Match", JBool.From(match))));
+            if (!match)
+            {
+                failures.Add(got is null
+                    ? $"{path}: {register} expected {want}, but the image has no {register} (it is not signed)"
+                    : $"{path}: {register} mismatch: expected {want}, actual {got}");
+            }
+        }
+
+        Output.WriteJson(_stdout, JObject.Of(
+            ("CheckCRC", JBool.From(digests.CrcMatches)),
+            ("Checks", new JArray(checks)),
+            ("Verified", JBool.From(failures.Count == 0))));
+        foreach (string failure in failures)
+            _stderr.WriteLine($"eif: {failure}");
+        return failures.Count == 0 ? ExitCode.Success : ExitCode.VerificationFailed;
+    }
+}
