@@ -51,6 +51,11 @@ public sealed record EifMetadata(
     /// <exception cref="EifFormatException"><see cref="EifFormatError.InvalidMetadata"/> or <see cref="EifFormatError.MissingMetadataKey"/>.</exception>
     public static EifMetadata? Parse(ReadOnlySpan<byte> utf8)
     {
+        // Only an object or null can be metadata: say so before building a tree of anything else (a large array
+        // would cost memory in proportion to its length for nothing).
+        ReadOnlySpan<byte> start = utf8.TrimStart(" \t\r\n"u8);
+        if (!start.IsEmpty && start[0] != (byte)'{' && start[0] != (byte)'n')
+            throw Throw.InvalidMetadata($"the metadata section is not a JSON object (it starts with '{SerdeJsonParser.Printable(((char)start[0]).ToString(), 1)}')");
         JValue root;
         try
         {

@@ -73,6 +73,21 @@ public class JsonTests
     }
 
     [Fact]
+    public void Parse_InvalidLiteralFullOfGarbage_GivesOneShortPrintableLine()
+    {
+        // Found by tools/fuzz: System.Text.Json quotes the rest of an invalid literal, here 4 KB of raw bytes with
+        // newlines and escape sequences; the message must stay one safe line.
+        byte[] garbage = new byte[4000];
+        new Random(7).NextBytes(garbage);
+        byte[] input = [.. "{\"a\":n"u8, .. garbage, .. "\n\u001b[2J}"u8];
+
+        var ex = Assert.Throws<FormatException>(() => SerdeJsonParser.Parse(input));
+
+        Assert.True(ex.Message.Length < 250, ex.Message);
+        Assert.All(ex.Message, c => Assert.InRange(c, ' ', '~'));
+    }
+
+    [Fact]
     public void Parse_NestingDeeperThan128_IsRejected()
     {
         Assert.NotNull(SerdeJsonParser.Parse(Encoding.UTF8.GetBytes(new string('[', 127) + new string(']', 127))));

@@ -81,11 +81,26 @@ public static class SerdeJsonParser
     private static string Describe(JsonException ex)
     {
         // System.Text.Json messages end with "LineNumber: 0 | BytePositionInLine: 5."; keep its first sentence and
-        // give the position 1-based, as editors do.
+        // give the position 1-based, as editors do. Some messages quote the offending input: that text comes from
+        // the file, so it is cut short and anything but printable ASCII is replaced, keeping the error one safe line.
         string message = ex.Message;
         int cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (cut > 0)
             message = message[..cut];
-        return $"line {(ex.LineNumber ?? 0) + 1}, column {(ex.BytePositionInLine ?? 0) + 1}: {message.TrimEnd()}";
+        return $"line {(ex.LineNumber ?? 0) + 1}, column {(ex.BytePositionInLine ?? 0) + 1}: {Printable(message.TrimEnd(), 160)}";
+    }
+
+    /// <summary>At most <paramref name="max"/> characters of printable ASCII; anything else becomes '?'.</summary>
+    internal static string Printable(string text, int max)
+    {
+        var sb = new StringBuilder(Math.Min(text.Length, max + 3));
+        foreach (char c in text)
+        {
+            if (sb.Length == max)
+                return sb.Append("...").ToString();
+            sb.Append(c is >= ' ' and <= '~' ? c : '?');
+        }
+
+        return sb.ToString();
     }
 }

@@ -1,0 +1,103 @@
+using EifCli;
+using EifFormat;
+using EifFormat.Json;
+
+namespace EifFuzz;
+
+/// <summary>How one pass over an input ended.</summary>
+internal enum PassResult
+{
+    /// <summary>Opened, described and read; the CRC matched.</summary>
+    Parsed,
+
+    /// <summary>Opened, described and read; the CRC did not match (describe-eif prints <c>"CheckCRC": false</c>).</summary>
+    ParsedCrcMismatch,
+
+    /// <summary>An <see cref="EifFormatException"/>: the expected way to reject a bad file.</summary>
+    FormatError,
+
+    /// <summary>Any other exception: a finding.</summary>
+    Unexpected,
+}
+
+/// <summary>The outcome of one pass and what it allocated on the calling thread.</summary>
+internal readonly record struct PassOutcome(PassResult Result, EifFormatError Error, Exception? Exception, long AllocatedBytes);
+
+/// <summary>A check of the fuzzer's own that the code under test broke (not an exception the library threw).</summary>
+internal sealed class InvariantException(string message) : Exception(message);
+
+/// <summary>The code under test: the describe-eif path, run in memory over one input.</summary>
+internal static class FuzzTarget
+{
+    /// <summary>The two layouts every input is opened with.</summary>
+    internal static readonly (string Name, EifReaderOptions Options)[] Passes =
+    [
+        ("strict", EifReaderOptions.Strict),
+        ("lenient", new EifReaderOptions { AllowNonContiguous = true }),
+    ];
+
+    // Allowed allocation for one pass: a fixed allowance for the reader's own objects, exceptions and the JSON,
+    // plus a multiple of the input for the parts that legitimately grow with it (metadata JSON, signature CBOR,
+    // the certificate). A size field must never buy more than that.
+    internal static long AllocationLimit(int inputLength) => 64 * 1024 + 32L * inputLength;
+
+    /// <summary>Runs one pass and measures its allocations; never throws.</summary>
+    /// <remarks>
+    /// The count is exact for inputs below SectionDigester's 8 MiB threshold, which the reader hashes on this
+    /// thread; the fuzzer's own inputs stay far below it. Above it, PCR0 is hashed on a worker whose allocations
+    /// this does not see.
+    /// </remarks>
+    /// <param name="input">The input is <c>input[..length]</c>; it is not modified.</param>
+    /// <param name="scratch">A buffer for draining section streams, reused so it does not count as an allocation.</param>
+    internal static PassOutcome Measure(byte[] input, int length, EifReaderOptions options, byte[] scratch)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        PassResult result;
+        EifFormatError error = default;
+        Exception? exception = null;
+        try
+        {
+            result = Run(input, length, options, scratch) ? PassResult.Parsed : PassResult.ParsedCrcMismatch;
+        }
+        catch (EifFormatException ex)
+        {
+            result = PassResult.FormatError;
+            error = ex.Error;
+        }
+        catch (Exception ex)
+        {
+            // Deliberately broad: every exception type but the library's own is what the fuzzer looks for.
+            result = PassResult.Unexpected;
+            exception = ex;
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        return new PassOutcome(result, error, exception, allocated);
+    }
+
+    // Opens the input, describes it as `eif describe-eif` does, drains every section stream and renders the JSON.
+    // Returns whether the CRC matched.
+    private static bool Run(byte[] input, int length, EifReaderOptions options, byte[] scratch)
+    {
+        using var stream = new MemoryStream(input, 0, length, writable: false);
+        using var reader = new EifReader(stream, leaveOpen: false, options);
+        (JObject json, EifDigests digests) = DescribeEifCommand.Describe(reader);
+        for (int i = 0; i < reader.Sections.Count; i++)
+        {
+            using Stream section = reader.OpenSection(i);
+            long total = 0;
+            int read;
+            while ((read = section.Read(scratch)) > 0)
+                total += read;
+
+            // The reader validated every section against the file, so each stream must give exactly its size.
+            if (total != reader.Sections[i].Size)
+                throw new InvariantException($"section {i}'s stream gave {total} bytes, but the section's size is {reader.Sections[i].Size}.");
+        }
+
+        string text = json.ToPrettyString();
+        if (text.Length == 0)
+            throw new InvariantException("Describe rendered empty JSON for a file it accepted.");
+        return digests.CrcMatches;
+    }
+}
