@@ -7,11 +7,12 @@ namespace EifFormat;
 public static class AtomicFile
 {
     /// <summary>
-    /// Calls <paramref name="write"/> with a new, empty, seekable stream; on success flushes it to disk and renames it
+    /// Calls <paramref name="write"/> with a new, empty, seekable stream (see <see cref="WriteBehindStream"/>); on
+    /// success flushes it to disk and renames it
     /// to <paramref name="path"/> (replacing any file there); on failure deletes it and rethrows.
     /// </summary>
     /// <exception cref="IOException">The temporary file cannot be created, written or renamed.</exception>
-    public static T Write<T>(string path, Func<FileStream, T> write)
+    public static T Write<T>(string path, Func<Stream, T> write)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(write);
@@ -23,10 +24,10 @@ public static class AtomicFile
         try
         {
             T result;
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 1))
+            using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 1))
             {
-                result = write(stream);
-                stream.Flush(flushToDisk: true);
+                result = write(new WriteBehindStream(file));
+                file.Flush(flushToDisk: true);
             }
 
             File.Move(temporary, full, overwrite: true);

@@ -133,6 +133,36 @@ public class WriterTests : IDisposable
     }
 
     [Fact]
+    public void WriteFile_LargerThanTheWriteBehindInterval_ReadsBackIntact()
+    {
+        // 40 MiB: the worker thread writes the output and WriteBehindStream starts write-out every 32 MiB.
+        byte[] ramdisk = RandomBytes(40 << 20, seed: 5);
+        string output = Path.Combine(_dir, "big.eif");
+
+        var written = Spec(EifSectionSource.FromBytes(ramdisk, "r")).WriteFile(output);
+        using var reader = EifReader.Open(output);
+        var read = reader.ComputeDigests();
+
+        Assert.True(written.Length > WriteBehindStream.Interval);
+        Assert.True(read.CrcMatches);
+        Assert.Equal(written.Crc32, read.StoredCrc);
+        Assert.Equal(Pcr.Compute([.. "kernel"u8, .. "console=ttyS0"u8, .. ramdisk]), read.Measurements.Pcr0);
+        using var section = reader.OpenSection(3);
+        Assert.Equal(SHA256.HashData(ramdisk), SHA256.HashData(section));
+    }
+
+    [Fact]
+    public void Write_OutputFailsOnTheWorkerThread_SurfacesTheOriginalError()
+    {
+        var spec = Spec(EifSectionSource.FromBytes(RandomBytes(20 << 20, seed: 6), "r"));
+        var full = new FullDiskStream(capacity: 12 << 20);
+
+        var ex = Assert.Throws<IOException>(() => EifWriter.Write(full, spec.ToHeaderFields(), spec.ToSections()));
+
+        Assert.Equal("No space left on device", ex.Message);
+    }
+
+    [Fact]
     public void Write_CmdlineWithNul_IsRejected()
     {
         var spec = new EifImageSpec { Kernel = Spec().Kernel, Cmdline = "a\0b", Ramdisks = [EifSectionSource.FromBytes(new byte[4], "r")], Metadata = Metadata };
@@ -208,5 +238,16 @@ public class WriterTests : IDisposable
         public override void SetLength(long value) => throw new NotSupportedException();
 
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    private sealed class FullDiskStream(long capacity) : MemoryStream
+    {
+        // MemoryStream's span overload calls back into this one for derived types, so only this one is overridden.
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (Position + count > capacity)
+                throw new IOException("No space left on device");
+            base.Write(buffer, offset, count);
+        }
     }
 }
