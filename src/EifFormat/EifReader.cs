@@ -143,8 +143,8 @@ public sealed class EifReader : IDisposable
         uint storedCrc = BinaryPrimitives.ReadUInt32BigEndian(buffer[EifHeader.CrcCoveredSize..]);
 
         long measured = _sections.Sum(s => s.Size);
-        using var digester = new SectionDigester(measured);
-        int ramdisks = 0;
+        PcrRoute[] routes = PcrRoutes.Of(_sections.Select(s => s.Type));
+        using var digester = new SectionDigester(measured, routes);
         foreach (var section in _sections)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -152,14 +152,8 @@ public sealed class EifReader : IDisposable
             ReadExactly(section.Offset, sectionHeader, $"section {section.Index}'s header");
             crc = Crc32Combine.Combine(crc, IoCrc32.HashToUInt32(sectionHeader), EifSectionHeader.EncodedSize);
 
-            PcrRoute route = section.Type switch
-            {
-                EifSectionType.Kernel or EifSectionType.Cmdline => PcrRoute.Bootstrap,
-                EifSectionType.Ramdisk => ramdisks++ == 0 ? PcrRoute.Bootstrap : PcrRoute.Application,
-                _ => PcrRoute.None,
-            };
             using Stream data = OpenSection(section.Index);
-            (uint dataCrc, long length) = digester.Copy(data, section.Size, route, output: null);
+            (uint dataCrc, long length) = digester.Copy(data, section.Size, routes[section.Index], output: null);
             if (length != section.Size)
                 Throw.Truncated($"section {section.Index}", section.Size, length);
             crc = Crc32Combine.Combine(crc, dataCrc, length);

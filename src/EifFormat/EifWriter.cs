@@ -67,12 +67,12 @@ public static class EifWriter
         long position = EifHeader.EncodedSize;
 
         long measured = plan.Sum(p => p.Length ?? 0);
-        using var digester = new SectionDigester(measured);
+        PcrRoute[] routes = PcrRoutes.Of(plan.Select(p => p.Input.Type));
+        using var digester = new SectionDigester(measured, routes);
         var written = new EifSection[plan.Count];
         uint restCrc = 0; // CRC of everything after the header; CRC-32 of no bytes is 0
         long restLength = 0;
         Span<byte> sectionHeader = stackalloc byte[EifSectionHeader.EncodedSize];
-        int ramdisks = 0;
         for (int i = 0; i < plan.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -81,13 +81,7 @@ public static class EifWriter
             new EifSectionHeader(p.Input.Type, (ulong)(p.Length ?? 0)).Write(sectionHeader);
             destination.Write(sectionHeader);
 
-            PcrRoute route = p.Input.Type switch
-            {
-                EifSectionType.Kernel or EifSectionType.Cmdline => PcrRoute.Bootstrap,
-                EifSectionType.Ramdisk => ramdisks++ == 0 ? PcrRoute.Bootstrap : PcrRoute.Application,
-                _ => PcrRoute.None,
-            };
-            (uint dataCrc, long length) = digester.Copy(inputs[i], p.Length ?? long.MaxValue, route, destination);
+            (uint dataCrc, long length) = digester.Copy(inputs[i], p.Length ?? long.MaxValue, routes[i], destination);
             if (p.Length is { } planned)
             {
                 if (length != planned)

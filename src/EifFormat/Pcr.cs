@@ -45,7 +45,18 @@ public static class Pcr
 /// <summary>A streaming PCR: append content, then <see cref="Finish"/>.</summary>
 internal sealed class PcrAccumulator : IDisposable
 {
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA384);
+    private readonly IncrementalHash _hash;
+
+    internal PcrAccumulator()
+        : this(IncrementalHash.CreateHash(HashAlgorithmName.SHA384), 0)
+    {
+    }
+
+    private PcrAccumulator(IncrementalHash hash, long length)
+    {
+        _hash = hash;
+        Length = length;
+    }
 
     internal long Length { get; private set; }
 
@@ -54,6 +65,9 @@ internal sealed class PcrAccumulator : IDisposable
         _hash.AppendData(data);
         Length += data.Length;
     }
+
+    /// <summary>An independent accumulator that has seen the same bytes so far.</summary>
+    internal PcrAccumulator Clone() => new(_hash.Clone(), Length);
 
     internal byte[] Finish()
     {

@@ -17,6 +17,23 @@ internal enum PcrRoute
     Application,
 }
 
+/// <summary>How each section type is measured.</summary>
+internal static class PcrRoutes
+{
+    /// <summary>The route of each section, in order: kernel and cmdline and the first ramdisk feed PCR1, later
+    /// ramdisks PCR2, the rest nothing (spec §6.1).</summary>
+    internal static PcrRoute[] Of(IEnumerable<EifSectionType> types)
+    {
+        int ramdisks = 0;
+        return types.Select(type => type switch
+        {
+            EifSectionType.Kernel or EifSectionType.Cmdline => PcrRoute.Bootstrap,
+            EifSectionType.Ramdisk => ramdisks++ == 0 ? PcrRoute.Bootstrap : PcrRoute.Application,
+            _ => PcrRoute.None,
+        }).ToArray();
+    }
+}
+
 /// <summary>
 /// Streams section data once, feeding the CRC-32, the three content PCRs and (when writing) the output.
 /// </summary>
@@ -36,14 +53,33 @@ internal sealed class SectionDigester : IDisposable
 
     private readonly PcrAccumulator _image = new();
     private readonly PcrAccumulator _bootstrap = new();
+    private readonly bool _bootstrapIsPrefix;
+    private bool _applicationStarted;
+    private PcrAccumulator? _bootstrapFromImage;
     private readonly PcrAccumulator _application = new();
     private readonly IoCrc32 _crc = new();
     private readonly ImageHashWorker? _worker;
     private readonly byte[]? _inlineBuffer;
     private bool _finished;
 
-    internal SectionDigester(long totalBytes)
+    /// <summary>Creates a digester for sections measured along <paramref name="routes"/>, in order.</summary>
+    /// <remarks>
+    /// When every bootstrap section precedes every application section (always, in files the reference builds),
+    /// the PCR1 stream is a prefix of the PCR0 stream: PCR1 is then taken from a copy of PCR0's state where the
+    /// application bytes begin, instead of hashing the bootstrap bytes a second time.
+    /// </remarks>
+    internal SectionDigester(long totalBytes, IReadOnlyList<PcrRoute> routes)
     {
+        int lastBootstrap = -1, firstApplication = routes.Count;
+        for (int i = 0; i < routes.Count; i++)
+        {
+            if (routes[i] == PcrRoute.Bootstrap)
+                lastBootstrap = i;
+            else if (routes[i] == PcrRoute.Application && firstApplication == routes.Count)
+                firstApplication = i;
+        }
+
+        _bootstrapIsPrefix = lastBootstrap < firstApplication;
         if (totalBytes >= ParallelThreshold)
         {
             _worker = new ImageHashWorker(_image, PoolBuffers, ChunkSize);
@@ -78,22 +114,30 @@ internal sealed class SectionDigester : IDisposable
                     break;
                 var chunk = new ReadOnlySpan<byte>(buffer, 0, read);
                 bool measured = route != PcrRoute.None;
+
+                // In prefix mode the state of PCR0 just before the first application byte is PCR1's.
+                bool snapshot = _bootstrapIsPrefix && route == PcrRoute.Application && !_applicationStarted;
+                _applicationStarted |= route == PcrRoute.Application;
                 if (_worker is not null && (measured || output is not null))
                 {
                     // The worker returns the buffer to the pool when done with it; this thread is done with it before
                     // it takes the next buffer, so a buffer is never refilled while still in use.
-                    _worker.Post(buffer, read, measured, output);
+                    _worker.Post(buffer, read, measured, snapshot, output);
                     handedOff = true;
                 }
                 else
                 {
+                    if (snapshot)
+                        _bootstrapFromImage = _image.Clone();
                     if (measured)
                         _image.Append(chunk);
                     output?.Write(chunk);
                 }
 
-                if (measured)
-                    (route == PcrRoute.Bootstrap ? _bootstrap : _application).Append(chunk);
+                if (route == PcrRoute.Application)
+                    _application.Append(chunk);
+                else if (route == PcrRoute.Bootstrap && !_bootstrapIsPrefix)
+                    _bootstrap.Append(chunk);
                 _crc.Append(chunk);
                 total += read;
                 if (read < want)
@@ -119,7 +163,12 @@ internal sealed class SectionDigester : IDisposable
             throw new InvalidOperationException("The digester has finished.");
         _finished = true;
         _worker?.Complete();
-        return (_image.Finish(), _bootstrap.Finish(), _application.Finish());
+        PcrAccumulator? fromImage = _worker is not null ? _worker.Snapshot : _bootstrapFromImage;
+        byte[] pcr0 = _image.Finish();
+        byte[] pcr1 = !_bootstrapIsPrefix ? _bootstrap.Finish()
+            : fromImage is not null ? fromImage.Finish()
+            : pcr0; // no application bytes: the bootstrap stream is the whole image stream
+        return (pcr0, pcr1, _application.Finish());
     }
 
     public void Dispose()
@@ -129,6 +178,7 @@ internal sealed class SectionDigester : IDisposable
             ArrayPool<byte>.Shared.Return(_inlineBuffer);
         _image.Dispose();
         _bootstrap.Dispose();
+        _bootstrapFromImage?.Dispose();
         _application.Dispose();
     }
 
@@ -179,10 +229,13 @@ internal sealed class SectionDigester : IDisposable
 
         internal void ReturnBuffer(byte[] buffer) => _free.Add(buffer);
 
-        internal void Post(byte[] buffer, int length, bool hash, Stream? output)
+        /// <summary>A copy of PCR0's state taken before the chunk posted with <c>snapshot</c>; read after <see cref="Complete"/>.</summary>
+        internal PcrAccumulator? Snapshot { get; private set; }
+
+        internal void Post(byte[] buffer, int length, bool hash, bool snapshot, Stream? output)
         {
             _posted++;
-            _queue.Add(new Job(buffer, length, hash, output));
+            _queue.Add(new Job(buffer, length, hash, snapshot, output));
         }
 
         // Waits until every posted chunk has been hashed and written.
@@ -207,6 +260,7 @@ internal sealed class SectionDigester : IDisposable
         public void Dispose()
         {
             Join();
+            Snapshot?.Dispose();
             _queue.Dispose();
             _free.Dispose();
         }
@@ -237,6 +291,8 @@ internal sealed class SectionDigester : IDisposable
                     {
                         var chunk = job.Buffer.AsSpan(0, job.Length);
                         job.Output?.Write(chunk);
+                        if (job.Snapshot)
+                            Snapshot = _target.Clone();
                         if (job.Hash)
                             _target.Append(chunk);
                     }
@@ -257,6 +313,6 @@ internal sealed class SectionDigester : IDisposable
             }
         }
 
-        private readonly record struct Job(byte[] Buffer, int Length, bool Hash, Stream? Output);
+        private readonly record struct Job(byte[] Buffer, int Length, bool Hash, bool Snapshot, Stream? Output);
     }
 }

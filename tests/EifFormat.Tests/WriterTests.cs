@@ -162,6 +162,46 @@ public class WriterTests : IDisposable
         Assert.Equal("No space left on device", ex.Message);
     }
 
+    [Theory]
+    [InlineData(1000)]
+    [InlineData(6 << 20)] // above the parallel threshold in total
+    public void WriteAndRead_CmdlineAfterTheRamdisks_MeasuresPcr1WithoutThePrefixShortcut(int size)
+    {
+        // PCR1 is normally taken from PCR0's state where the application ramdisks begin; here a bootstrap section
+        // (the cmdline) follows them, so PCR1 must be hashed on its own.
+        byte[] kernel = RandomBytes(size, seed: 7), a = RandomBytes(size, seed: 8), b = RandomBytes(size, seed: 9);
+        byte[] cmdline = "console=ttyS0"u8.ToArray();
+        var sections = new List<EifSectionInput>
+        {
+            new(EifSectionType.Kernel, EifSectionSource.FromBytes(kernel, "k")),
+            new(EifSectionType.Metadata, EifSectionSource.FromBytes(Metadata.ToJsonBytes(), "m")),
+            new(EifSectionType.Ramdisk, EifSectionSource.FromBytes(a, "a")),
+            new(EifSectionType.Ramdisk, EifSectionSource.FromBytes(b, "b")),
+            new(EifSectionType.Cmdline, EifSectionSource.FromBytes(cmdline, "c")),
+        };
+        var output = new MemoryStream();
+
+        var written = EifWriter.Write(output, new EifHeaderFields(), sections);
+        using var reader = new EifReader(new MemoryStream(output.ToArray()));
+        var read = reader.ComputeDigests().Measurements;
+
+        foreach (var m in new[] { written.Measurements, read })
+        {
+            Assert.Equal(Pcr.Compute([.. kernel, .. a, .. b, .. cmdline]), m.Pcr0);
+            Assert.Equal(Pcr.Compute([.. kernel, .. a, .. cmdline]), m.Pcr1);
+            Assert.Equal(Pcr.Compute(b), m.Pcr2);
+        }
+    }
+
+    [Fact]
+    public void Write_LargeSingleRamdisk_Pcr1EqualsPcr0AndPcr2IsEmpty()
+    {
+        var spec = Spec(EifSectionSource.FromBytes(RandomBytes(9 << 20, seed: 10), "r"));
+        var result = EifWriter.Write(new MemoryStream(), spec.ToHeaderFields(), spec.ToSections());
+        Assert.Equal(result.Measurements.Pcr0, result.Measurements.Pcr1);
+        Assert.Equal(Pcr.Compute(ReadOnlySpan<byte>.Empty), result.Measurements.Pcr2);
+    }
+
     [Fact]
     public void Write_CmdlineWithNul_IsRejected()
     {
