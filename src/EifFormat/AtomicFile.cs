@@ -26,7 +26,9 @@ public static class AtomicFile
             T result;
             using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 1))
             {
-                result = write(new WriteBehindStream(file));
+                using var writeBehind = new WriteBehindStream(file);
+                result = write(writeBehind);
+                writeBehind.Complete();
                 file.Flush(flushToDisk: true);
             }
 
