@@ -44,7 +44,7 @@ public sealed class EifReader : IDisposable
         ValidateHeader(Header);
         _sections = ReadSectionHeaders(Header);
         ValidateLayout();
-        ValidateSectionSet();
+        EifRules.ValidateSectionSet(Header.Version, _sections.Select(s => s.Type).ToArray());
         (Metadata, MetadataBytes) = ReadMetadata();
         (Signatures, _certificateDer) = ReadSignatures();
     }
@@ -178,14 +178,9 @@ public sealed class EifReader : IDisposable
     {
         if (header.Magic != EifHeader.ExpectedMagic)
             Throw.BadMagic(header.Magic);
-        if (header.Version is < EifConstants.MinSupportedVersion or > EifConstants.CurrentVersion)
-            Throw.UnsupportedVersion(header.Version);
-        if ((header.Flags & ~EifConstants.KnownHeaderFlags) != 0)
-            Throw.UnknownFlags(header.Flags);
 
-        // Checked before anything walks the table (STYLE.md rule 3).
-        if (header.NumSections > EifConstants.MaxSections)
-            Throw.TooManySections(header.NumSections);
+        // The section count is checked here, before anything walks the table (STYLE.md rule 3).
+        EifRules.ValidateHeaderFields(header.Version, header.Flags, header.NumSections);
         ReadOnlySpan<ulong> offsets = header.Table.Offsets;
         ReadOnlySpan<ulong> sizes = header.Table.Sizes;
         for (int i = header.NumSections; i < EifConstants.MaxSections; i++)
@@ -240,64 +235,6 @@ public sealed class EifReader : IDisposable
 
         if (previousEnd != Length && !Options.AllowNonContiguous)
             Throw.TrailingBytes(previousEnd, Length);
-    }
-
-    private void ValidateSectionSet()
-    {
-        int kernel = -1, cmdline = -1, metadata = -1, signature = -1, firstRamdisk = -1;
-        foreach (var s in _sections)
-        {
-            switch (s.Type)
-            {
-                case EifSectionType.Kernel:
-                    Single(ref kernel, s);
-                    break;
-                case EifSectionType.Cmdline:
-                    Single(ref cmdline, s);
-                    break;
-                case EifSectionType.Metadata:
-                    Since(s, EifConstants.FirstVersionWithMetadata);
-                    Single(ref metadata, s);
-                    break;
-                case EifSectionType.Signature:
-                    Since(s, EifConstants.FirstVersionWithSignature);
-                    Single(ref signature, s);
-                    break;
-                case EifSectionType.Ramdisk:
-                    if (firstRamdisk < 0)
-                        firstRamdisk = s.Index;
-                    if (kernel < 0)
-                    {
-                        int laterKernel = Array.FindIndex(_sections, x => x.Type == EifSectionType.Kernel);
-                        if (laterKernel >= 0)
-                            Throw.SectionOrder(s.Index, laterKernel);
-                    }
-
-                    break;
-            }
-        }
-
-        if (kernel < 0)
-            Throw.MissingSection("kernel");
-        if (cmdline < 0)
-            Throw.MissingSection("cmdline");
-        if (firstRamdisk < 0)
-            Throw.MissingSection("ramdisk");
-        if (metadata < 0 && Header.Version >= EifConstants.FirstVersionWithMetadata)
-            Throw.MissingSection($"metadata (required from version {EifConstants.FirstVersionWithMetadata})");
-
-        void Single(ref int seen, EifSection s)
-        {
-            if (seen >= 0)
-                Throw.DuplicateSection(s.Type, seen, s.Index);
-            seen = s.Index;
-        }
-
-        void Since(EifSection s, ushort version)
-        {
-            if (Header.Version < version)
-                Throw.SectionNotInVersion(s.Index, s.Type, Header.Version, version);
-        }
     }
 
     private (EifMetadata?, ReadOnlyMemory<byte>?) ReadMetadata()

@@ -125,81 +125,46 @@ public static class EifWriter
         return new EifWriteResult(position, crc, new EifMeasurements(pcr0, pcr1, pcr2, pcr8), written);
     }
 
-    // Checks the plan against the rules every reader applies (spec §10.1), before any output exists.
+    // Checks the plan against the rules every reader applies (spec §10.1), before any output exists, and buffers
+    // the two small sections whose content is checked too (metadata, signature).
     private static List<PlannedSection> Plan(EifHeaderFields header, IReadOnlyList<EifSectionInput> sections)
     {
-        if (header.Version is < EifConstants.MinSupportedVersion or > EifConstants.CurrentVersion)
-            Throw.UnsupportedVersion(header.Version);
-        if ((header.Flags & ~EifConstants.KnownHeaderFlags) != 0)
-            Throw.UnknownFlags(header.Flags);
-        if (sections.Count > EifConstants.MaxSections)
-            Throw.TooManySections(sections.Count);
-
-        var plan = new List<PlannedSection>(sections.Count);
-        int kernel = -1, cmdline = -1, metadata = -1, signature = -1, ramdisk = -1;
+        EifRules.ValidateHeaderFields(header.Version, header.Flags, sections.Count);
         for (int i = 0; i < sections.Count; i++)
         {
-            var input = sections[i] ?? throw new ArgumentException($"Section {i} is null.", nameof(sections));
+            var type = (sections[i] ?? throw new ArgumentException($"Section {i} is null.", nameof(sections))).Type;
+            if (type == EifSectionType.Invalid)
+                Throw.InvalidSectionType(i, 0);
+            if (!EifSectionTypes.IsDefined((ushort)type))
+                Throw.UnknownSectionType(i, 0, (ushort)type);
+        }
+
+        EifRules.ValidateSectionSet(header.Version, sections.Select(s => s.Type).ToArray());
+
+        var plan = new List<PlannedSection>(sections.Count);
+        for (int i = 0; i < sections.Count; i++)
+        {
+            var input = sections[i];
             byte[]? bytes = null;
             byte[]? certificateDer = null;
-            switch (input.Type)
+            if (input.Type == EifSectionType.Metadata)
             {
-                case EifSectionType.Kernel:
-                    Single(ref kernel, i, input.Type);
-                    break;
-                case EifSectionType.Cmdline:
-                    Single(ref cmdline, i, input.Type);
-                    break;
-                case EifSectionType.Ramdisk:
-                    if (kernel < 0)
-                        Throw.SectionOrder(i, sections.ToList().FindIndex(s => s.Type == EifSectionType.Kernel));
-                    if (ramdisk < 0)
-                        ramdisk = i;
-                    break;
-                case EifSectionType.Metadata:
-                    if (header.Version < EifConstants.FirstVersionWithMetadata)
-                        Throw.SectionNotInVersion(i, input.Type, header.Version, EifConstants.FirstVersionWithMetadata);
-                    Single(ref metadata, i, input.Type);
-
-                    // Small by definition; buffered so that what is written is known to parse.
-                    bytes = ReadCapped(input.Source, EifConstants.MaxMetadataSize, () => Throw.MetadataTooLarge(i, (ulong)(input.Source.PlannedLength ?? EifConstants.MaxMetadataSize + 1L)));
-                    EifMetadata.Parse(bytes);
-                    break;
-                case EifSectionType.Signature:
-                    if (header.Version < EifConstants.FirstVersionWithSignature)
-                        Throw.SectionNotInVersion(i, input.Type, header.Version, EifConstants.FirstVersionWithSignature);
-                    Single(ref signature, i, input.Type);
-                    bytes = ReadCapped(input.Source, EifConstants.MaxSignatureSize, () => Throw.SignatureTooLarge(input.Source.PlannedLength ?? EifConstants.MaxSignatureSize + 1L));
-                    var entries = EifSignatureSection.Decode(bytes);
-                    certificateDer = EifSignatureSection.FirstCertificateDer(entries[0].SigningCertificate, $"{input.Source.Name} entry 0 'signing_certificate'");
-                    break;
-                case EifSectionType.Invalid:
-                    Throw.InvalidSectionType(i, 0);
-                    break;
-                default:
-                    Throw.UnknownSectionType(i, 0, (ushort)input.Type);
-                    break;
+                // Small by definition; buffered so that what is written is known to parse.
+                int index = i;
+                bytes = ReadCapped(input.Source, EifConstants.MaxMetadataSize, () => Throw.MetadataTooLarge(index, (ulong)(input.Source.PlannedLength ?? EifConstants.MaxMetadataSize + 1L)));
+                EifMetadata.Parse(bytes);
+            }
+            else if (input.Type == EifSectionType.Signature)
+            {
+                bytes = ReadCapped(input.Source, EifConstants.MaxSignatureSize, () => Throw.SignatureTooLarge(input.Source.PlannedLength ?? EifConstants.MaxSignatureSize + 1L));
+                var entries = EifSignatureSection.Decode(bytes);
+                certificateDer = EifSignatureSection.FirstCertificateDer(entries[0].SigningCertificate, $"{input.Source.Name} entry 0 'signing_certificate'");
             }
 
             plan.Add(new PlannedSection(input, bytes, bytes?.LongLength ?? input.Source.PlannedLength, certificateDer));
         }
 
-        if (kernel < 0)
-            Throw.MissingSection("kernel");
-        if (cmdline < 0)
-            Throw.MissingSection("cmdline");
-        if (ramdisk < 0)
-            Throw.MissingSection("ramdisk");
-        if (metadata < 0 && header.Version >= EifConstants.FirstVersionWithMetadata)
-            Throw.MissingSection($"metadata (required from version {EifConstants.FirstVersionWithMetadata})");
         return plan;
-
-        static void Single(ref int seen, int index, EifSectionType type)
-        {
-            if (seen >= 0)
-                Throw.DuplicateSection(type, seen, index);
-            seen = index;
-        }
     }
 
     private static byte[] ReadCapped(EifSectionSource source, int cap, Action tooLarge)
