@@ -41,7 +41,7 @@ internal static class PcrRoutes
 /// PCR0 covers every measured byte and PCR1/PCR2 split the same bytes, so the work is two SHA-384 passes. For
 /// large images a worker thread hashes PCR0 and writes the output (in chunk order) while the calling thread reads,
 /// computes the CRC and PCR1/PCR2: both cores hash at once and the copy into the output is off the reading thread,
-/// which is what keeps describe-eif near the cost of one SHA-384 pass and build-eif near 1.3× (tools/bench).
+/// which keeps describe-eif near the cost of one SHA-384 pass (README, Performance; tools/bench).
 /// Memory is bounded by <see cref="PoolBuffers"/> chunks of <see cref="ChunkSize"/>, whatever the image size.
 /// Small images are hashed inline: a thread costs more than it saves there.
 /// </remarks>
