@@ -15,6 +15,7 @@ internal static class Cli
         root.Subcommands.Add(new DescribeEifCommand(stdout, stderr));
         root.Subcommands.Add(new PcrCommand(stdout));
         root.Subcommands.Add(new VerifyEifCommand(stdout, stderr));
+        root.Subcommands.Add(new SignEifCommand(stdout, stderr));
         return root;
     }
 

@@ -92,4 +92,28 @@ public enum EifFormatError
 
     /// <summary>A PEM file holds no X.509 certificate that parses.</summary>
     InvalidCertificate,
+
+    /// <summary>The COSE_Sign1 in the signature section is malformed: wrong tag, not an array of four, no algorithm.</summary>
+    InvalidCose,
+
+    /// <summary>The signed payload is not the CBOR of <c>PcrInfo{0, PCR0}</c> (another index, another length, not CBOR).</summary>
+    InvalidPcrInfo,
+
+    /// <summary>A key or certificate that is not EC on P-256, P-384 or P-521, the curves COSE ES256/ES384/ES512 name.</summary>
+    UnsupportedKey,
+
+    /// <summary>A private key that cannot be read: not PEM, an unknown block, a wrong or missing passphrase.</summary>
+    InvalidPrivateKey,
+
+    /// <summary>The private key does not belong to the certificate.</summary>
+    KeyMismatch,
+
+    /// <summary>The certificate is not valid now (expired or not yet valid).</summary>
+    CertificateNotValid,
+
+    /// <summary>A signature does not verify, or signs another PCR0 than the file's.</summary>
+    SignatureMismatch,
+
+    /// <summary>The signer is neither the trusted certificate nor issued by it.</summary>
+    UntrustedCertificate,
 }

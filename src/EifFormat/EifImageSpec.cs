@@ -4,8 +4,8 @@ namespace EifFormat;
 
 /// <summary>
 /// The inputs of an EIF in the reference builder's terms (<c>EifBuilder</c>, src/utils/mod.rs): a kernel, a command
-/// line, ramdisks in order (the first is the bootstrap ramdisk, PCR1), metadata and the target architecture. Turns
-/// into sections in the builder's order: kernel, cmdline, metadata, ramdisks… (spec §4.1).
+/// line, ramdisks in order (the first is the bootstrap ramdisk, PCR1), metadata, an optional signature and the target
+/// architecture. Turns into sections in the builder's order: kernel, cmdline, metadata, ramdisks…, signature (spec §4.1).
 /// </summary>
 public sealed class EifImageSpec
 {
@@ -20,6 +20,9 @@ public sealed class EifImageSpec
 
     /// <summary>The metadata section's content.</summary>
     public required EifMetadata Metadata { get; init; }
+
+    /// <summary>The signature section, last; usually <see cref="EifSectionSource.AfterMeasurement"/>. Null: unsigned.</summary>
+    public EifSectionSource? Signature { get; init; }
 
     /// <summary>True for an aarch64 image (header flag bit 0).</summary>
     public bool Arm64 { get; init; }
@@ -43,6 +46,8 @@ public sealed class EifImageSpec
         };
         foreach (var ramdisk in Ramdisks)
             sections.Add(new EifSectionInput(EifSectionType.Ramdisk, ramdisk));
+        if (Signature is not null)
+            sections.Add(new EifSectionInput(EifSectionType.Signature, Signature));
         return sections;
     }
 

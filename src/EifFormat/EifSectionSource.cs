@@ -23,6 +23,12 @@ public abstract class EifSectionSource
     /// </summary>
     public static EifSectionSource FromStream(Stream stream, string name, long? length = null) => new StreamSource(stream, name, length);
 
+    /// <summary>
+    /// A section made from PCR0 once every measured section before it has been written: the signature section of an
+    /// image signed while it is built. It must be the last section.
+    /// </summary>
+    public static EifSectionSource AfterMeasurement(Func<byte[], byte[]> fromPcr0, string name) => new DeferredSource(fromPcr0, name);
+
     /// <summary>Opens the source for reading; the writer disposes what it opens.</summary>
     internal abstract Stream Open();
 
@@ -55,6 +61,15 @@ public abstract class EifSectionSource
         internal override bool OwnsStream => false;
 
         internal override Stream Open() => stream;
+    }
+
+    internal sealed class DeferredSource(Func<byte[], byte[]> fromPcr0, string name) : EifSectionSource(name)
+    {
+        internal override long? PlannedLength => null;
+
+        internal byte[] Produce(byte[] pcr0) => fromPcr0(pcr0);
+
+        internal override Stream Open() => throw new InvalidOperationException("A deferred section is produced, not opened.");
     }
 
     private sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> bytes) : Stream

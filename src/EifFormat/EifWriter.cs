@@ -44,6 +44,8 @@ public static class EifWriter
             var inputs = new Stream[plan.Count];
             for (int i = 0; i < plan.Count; i++)
             {
+                if (plan[i].Input.Source is EifSectionSource.DeferredSource)
+                    continue; // produced when its turn comes
                 inputs[i] = plan[i].Bytes is { } bytes ? new MemoryStream(bytes, writable: false) : plan[i].Input.Source.Open();
                 if (plan[i].Bytes is not null || plan[i].Input.Source.OwnsStream)
                     opened.Add(inputs[i]);
@@ -73,11 +75,30 @@ public static class EifWriter
         uint restCrc = 0; // CRC of everything after the header; CRC-32 of no bytes is 0
         long restLength = 0;
         Span<byte> sectionHeader = stackalloc byte[EifSectionHeader.EncodedSize];
+        (byte[] Pcr0, byte[] Pcr1, byte[] Pcr2)? pcrs = null;
+        byte[]? producedCertificateDer = null;
         for (int i = 0; i < plan.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var p = plan[i];
             long headerOffset = position;
+            if (p.Input.Source is EifSectionSource.DeferredSource deferred)
+            {
+                // Every measured section is behind us (checked by Plan): PCR0 is final.
+                pcrs ??= digester.Finish();
+                byte[] produced = deferred.Produce(pcrs.Value.Pcr0);
+                producedCertificateDer = CheckSignatureSection(produced, deferred.Name);
+                new EifSectionHeader(p.Input.Type, (ulong)produced.Length).Write(sectionHeader);
+                destination.Write(sectionHeader);
+                destination.Write(produced);
+                restCrc = Crc32Combine.Combine(restCrc, IoCrc32.HashToUInt32(sectionHeader), EifSectionHeader.EncodedSize);
+                restCrc = Crc32Combine.Combine(restCrc, IoCrc32.HashToUInt32(produced), produced.Length);
+                restLength += EifSectionHeader.EncodedSize + produced.Length;
+                written[i] = new EifSection(i, p.Input.Type, 0, headerOffset, produced.Length);
+                position = headerOffset + EifSectionHeader.EncodedSize + produced.Length;
+                continue;
+            }
+
             new EifSectionHeader(p.Input.Type, (ulong)(p.Length ?? 0)).Write(sectionHeader);
             destination.Write(sectionHeader);
 
@@ -105,8 +126,9 @@ public static class EifWriter
             position = headerOffset + EifSectionHeader.EncodedSize + length;
         }
 
-        (byte[] pcr0, byte[] pcr1, byte[] pcr2) = digester.Finish();
-        byte[]? pcr8 = plan.FirstOrDefault(p => p.CertificateDer is not null)?.CertificateDer is { } der ? Pcr.Compute(der) : null;
+        (byte[] pcr0, byte[] pcr1, byte[] pcr2) = pcrs ?? digester.Finish();
+        byte[]? certificateDer = producedCertificateDer ?? plan.FirstOrDefault(p => p.CertificateDer is not null)?.CertificateDer;
+        byte[]? pcr8 = certificateDer is null ? null : Pcr.Compute(certificateDer);
 
         var table = new EifSectionTable(
             written.Select(s => (ulong)s.Offset).ToArray(),
@@ -154,17 +176,32 @@ public static class EifWriter
                 bytes = ReadCapped(input.Source, EifConstants.MaxMetadataSize, () => Throw.MetadataTooLarge(index, (ulong)(input.Source.PlannedLength ?? EifConstants.MaxMetadataSize + 1L)));
                 EifMetadata.Parse(bytes);
             }
+            else if (input.Source is EifSectionSource.DeferredSource)
+            {
+                if (input.Type != EifSectionType.Signature)
+                    throw new ArgumentException($"Section {i}: only a signature section can be made after measurement.", nameof(sections));
+                if (i != sections.Count - 1)
+                    throw new ArgumentException($"Section {i}: a section made after measurement must be the last one.", nameof(sections));
+            }
             else if (input.Type == EifSectionType.Signature)
             {
                 bytes = ReadCapped(input.Source, EifConstants.MaxSignatureSize, () => Throw.SignatureTooLarge(input.Source.PlannedLength ?? EifConstants.MaxSignatureSize + 1L));
-                var entries = EifSignatureSection.Decode(bytes);
-                certificateDer = EifSignatureSection.FirstCertificateDer(entries[0].SigningCertificate, $"{input.Source.Name} entry 0 'signing_certificate'");
+                certificateDer = CheckSignatureSection(bytes, input.Source.Name);
             }
 
             plan.Add(new PlannedSection(input, bytes, bytes?.LongLength ?? input.Source.PlannedLength, certificateDer));
         }
 
         return plan;
+    }
+
+    // A signature section must decode as the reader will decode it; returns the DER that PCR8 measures.
+    private static byte[] CheckSignatureSection(byte[] bytes, string name)
+    {
+        if (bytes.Length > EifConstants.MaxSignatureSize)
+            Throw.SignatureTooLarge(bytes.Length);
+        var entries = EifSignatureSection.Decode(bytes);
+        return EifSignatureSection.FirstCertificateDer(entries[0].SigningCertificate, $"{name} entry 0 'signing_certificate'");
     }
 
     private static byte[] ReadCapped(EifSectionSource source, int cap, Action tooLarge)

@@ -81,7 +81,7 @@ internal static class FuzzTarget
     {
         using var stream = new MemoryStream(input, 0, length, writable: false);
         using var reader = new EifReader(stream, leaveOpen: false, options);
-        (JObject json, EifDigests digests) = DescribeEifCommand.Describe(reader);
+        (JObject json, EifDigests digests, _) = DescribeEifCommand.Describe(reader);
         for (int i = 0; i < reader.Sections.Count; i++)
         {
             using Stream section = reader.OpenSection(i);

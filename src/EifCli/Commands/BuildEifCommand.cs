@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Reflection;
 using EifFormat;
 using EifFormat.Json;
+using EifFormat.Signing;
 
 namespace EifCli;
 
@@ -42,6 +43,14 @@ internal sealed class BuildEifCommand : Command
         Options.Add(ImageKernelOption);
         Options.Add(KernelConfigOption);
         Options.Add(ArchOption);
+        Signing.AddTo(this);
+        Validators.Add(result =>
+        {
+            bool certificate = result.GetResult(Signing.CertificateOption) is not null;
+            bool key = result.GetResult(Signing.PrivateKeyOption) is not null;
+            if (certificate != key)
+                result.AddError("--signing-certificate and --private-key go together.");
+        });
         SetAction(result => Execute(result));
     }
 
@@ -79,6 +88,8 @@ internal sealed class BuildEifCommand : Command
 
     internal Option<string> ArchOption { get; } = CreateArchOption();
 
+    internal SigningOptions Signing { get; } = new();
+
     /// <summary>This program's version, written as BuildToolVersion by default.</summary>
     internal static string ToolVersion =>
         typeof(BuildEifCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
@@ -92,6 +103,14 @@ internal sealed class BuildEifCommand : Command
 
     private int Execute(ParseResult result)
     {
+        // Signing inputs are checked first: a bad key or certificate must not cost a build.
+        EifSectionSource? signature = null;
+        if (result.GetValue(Signing.CertificateOption) is not null)
+        {
+            (byte[] pem, _, EifSigningKey? key) = Signing.Load(result);
+            signature = EifSectionSource.AfterMeasurement(pcr0 => EifSigner.CreateSection(pem, key!, pcr0), "the signature section");
+        }
+
         string kernel = result.GetValue(KernelOption)!;
         string? kernelConfig = result.GetValue(KernelConfigOption);
         (string os, string kernelVersion) = kernelConfig is null
@@ -122,6 +141,7 @@ internal sealed class BuildEifCommand : Command
             Ramdisks = result.GetValue(RamdiskOption)!.Select(EifSectionSource.FromFile).ToList(),
             Metadata = metadata,
             Arm64 = result.GetValue(ArchOption) == "aarch64",
+            Signature = signature,
         };
 
         string output = result.GetValue(OutputOption)!;

@@ -1,12 +1,14 @@
 using System.CommandLine;
 using EifFormat;
 using EifFormat.Json;
+using EifFormat.Signing;
 
 namespace EifCli;
 
 /// <summary>
 /// <c>eif describe-eif</c>: nitro-cli's JSON (spec §8.1) plus a <c>Sections</c> array. A structurally invalid file
-/// fails with one line; a CRC mismatch prints the JSON with <c>"CheckCRC": false</c>, then fails.
+/// fails with one line; a CRC mismatch or a failed signature check prints the JSON (<c>"CheckCRC": false</c>,
+/// <c>"SignatureCheck": false</c>), then fails with the reason.
 /// </summary>
 internal sealed class DescribeEifCommand : Command
 {
@@ -30,16 +32,21 @@ internal sealed class DescribeEifCommand : Command
     };
 
     /// <summary>Reads, measures and describes an EIF: the library call behind the verb (also used by the fuzzer).</summary>
-    internal static (JObject Json, EifDigests Digests) Describe(EifReader reader)
+    internal static (JObject Json, EifDigests Digests, EifSignatureCheck? Signature) Describe(EifReader reader)
     {
         EifDigests digests = reader.ComputeDigests();
+        EifSignatureCheck? signature = reader.Signatures is { } entries ? EifSigner.Check(entries[0], digests.Measurements.Pcr0) : null;
         var properties = new List<(string, JValue)>
         {
             ("EifVersion", JNumber.From((long)reader.Header.Version)),
             ("Measurements", Output.Measurements(digests.Measurements)),
             ("IsSigned", JBool.From(reader.IsSigned)),
-            ("CheckCRC", JBool.From(digests.CrcMatches)),
         };
+        if (signature is not null)
+            properties.Add(("SigningCertificate", CertificateObject(signature.Certificate)));
+        properties.Add(("CheckCRC", JBool.From(digests.CrcMatches)));
+        if (signature is not null)
+            properties.Add(("SignatureCheck", JBool.From(signature.Passed)));
         if (reader.Metadata is { } metadata)
         {
             properties.Add(("ImageName", new JString(metadata.ImageName)));
@@ -52,7 +59,25 @@ internal sealed class DescribeEifCommand : Command
             ("Type", new JString(EifSectionTypes.Name(s.Type))),
             ("Offset", JNumber.From(s.Offset)),
             ("Size", JNumber.From(s.Size)))))));
-        return (JObject.Of(properties.ToArray()), digests);
+        return (JObject.Of(properties.ToArray()), digests, signature);
+    }
+
+    /// <summary>nitro-cli's <c>SigningCertificate</c> object (spec §8.1), in its key order.</summary>
+    internal static JObject CertificateObject(EifCertificate certificate) => JObject.Of(
+        ("IssuerName", new JObject(certificate.IssuerName().Select(p => new KeyValuePair<string, JValue>(p.Key, new JString(p.Value))))),
+        ("Algorithm", new JString(certificate.SignatureAlgorithmName)),
+        ("NotBefore", new JString(EifCertificate.FormatAsn1Time(certificate.NotBefore))),
+        ("NotAfter", new JString(EifCertificate.FormatAsn1Time(certificate.NotAfter))),
+        ("Signature", new JString(certificate.SignatureText)));
+
+    /// <summary>Why a signature check failed, in one sentence, or null when it passed.</summary>
+    internal static string? SignatureFailure(EifSignatureCheck check, byte[] pcr0)
+    {
+        if (!check.SignatureVerified)
+            return $"signature check failed: the {check.Algorithm} COSE signature does not verify with the signing certificate's key (subject {check.Certificate.Subject})";
+        if (!check.PayloadMatchesPcr0)
+            return $"signature check failed: the signature signs PCR0 {Pcr.ToHex(check.SignedPcr0)}, but the image's PCR0 is {Pcr.ToHex(pcr0)}";
+        return null;
     }
 
     // nitro-cli flattens the CustomMetadata object's keys into Metadata. Where that is impossible (a non-object
@@ -87,10 +112,12 @@ internal sealed class DescribeEifCommand : Command
         string path = result.GetValue(EifPathOption)!;
         var options = new EifReaderOptions { AllowNonContiguous = result.GetValue(LenientLayoutOption) };
         using var reader = EifReader.Open(path, options);
-        (JObject json, EifDigests digests) = Describe(reader);
+        (JObject json, EifDigests digests, EifSignatureCheck? signature) = Describe(reader);
         Output.WriteJson(_stdout, json);
         if (digests.ChecksumError is { } error)
             throw error.WithPath(path);
+        if (signature is not null && SignatureFailure(signature, digests.Measurements.Pcr0) is { } failure)
+            throw new CliException(ExitCode.VerificationFailed, $"{path}: {failure}");
         return ExitCode.Success;
     }
 }

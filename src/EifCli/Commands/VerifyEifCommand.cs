@@ -1,12 +1,14 @@
 using System.CommandLine;
 using EifFormat;
 using EifFormat.Json;
+using EifFormat.Signing;
 
 namespace EifCli;
 
 /// <summary>
-/// <c>eif verify-eif</c>: a pipeline gate. Exit 0 only when the file is a valid EIF, its CRC holds and every
-/// expected PCR matches; otherwise each failure is named on stderr (expected vs actual) and the exit code is
+/// <c>eif verify-eif</c>: a pipeline gate. Exit 0 only when the file is a valid EIF, its CRC holds, every expected PCR
+/// matches and, for a signed image, the signature verifies over this PCR0 with a certificate valid now (and issued by
+/// <c>--trusted-certificate</c> when given); otherwise each failure is named on stderr (expected vs actual) and the exit code is
 /// <see cref="ExitCode.VerificationFailed"/>. A JSON report is printed on stdout either way.
 /// </summary>
 internal sealed class VerifyEifCommand : Command
@@ -27,6 +29,7 @@ internal sealed class VerifyEifCommand : Command
         Options.Add(Pcr2Option);
         Options.Add(Pcr8Option);
         Options.Add(PcrsOption);
+        Options.Add(TrustedCertificateOption);
         SetAction(result => Execute(result));
     }
 
@@ -43,6 +46,11 @@ internal sealed class VerifyEifCommand : Command
     internal Option<string> PcrsOption { get; } = EifCli.Options.ExistingFile(
         "--pcrs",
         "Expected PCRs as JSON: what build-eif, build-enclave, describe-eif or eif_build print. Explicit --pcrN options win.",
+        required: false);
+
+    internal Option<string> TrustedCertificateOption { get; } = EifCli.Options.ExistingFile(
+        "--trusted-certificate",
+        "PEM certificate the image must be signed by: the signing certificate itself, or the CA that issued it.",
         required: false);
 
     /// <summary>
@@ -105,6 +113,40 @@ internal sealed class VerifyEifCommand : Command
         var failures = new List<string>();
         if (digests.ChecksumError is { } crcError)
             failures.Add(crcError.WithPath(path).Message);
+
+        // A signed image: the signature must verify and sign this PCR0, and its certificate must be valid now;
+        // with --trusted-certificate, the signer must be that certificate or issued by it.
+        var signatureReport = new List<(string, JValue)>();
+        EifCertificate? trusted = result.GetValue(TrustedCertificateOption) is { } trustedPath
+            ? EifCertificate.FromPem(File.ReadAllBytes(trustedPath), trustedPath)
+            : null;
+        if (reader.Signatures is { } entries)
+        {
+            EifSignatureCheck check = EifSigner.Check(entries[0], digests.Measurements.Pcr0);
+            signatureReport.Add(("SignatureCheck", JBool.From(check.Passed)));
+            if (DescribeEifCommand.SignatureFailure(check, digests.Measurements.Pcr0) is { } failure)
+                failures.Add($"{path}: {failure}");
+            DateTimeOffset now = DateTimeOffset.UtcNow;
+            signatureReport.Add(("CertificateValid", JBool.From(check.Certificate.IsValidAt(now))));
+            if (!check.Certificate.IsValidAt(now))
+            {
+                string state = now.UtcDateTime < check.Certificate.NotBefore ? "is not valid yet" : "has expired";
+                failures.Add($"{path}: the signing certificate {state} (valid {check.Certificate.NotBefore:yyyy-MM-ddTHH:mm:ssZ} to {check.Certificate.NotAfter:yyyy-MM-ddTHH:mm:ssZ})");
+            }
+
+            if (trusted is not null)
+            {
+                bool isTrusted = check.Certificate.IsSignedBy(trusted);
+                signatureReport.Add(("TrustedSigner", JBool.From(isTrusted)));
+                if (!isTrusted)
+                    failures.Add($"{path}: the signer (subject {check.Certificate.Subject}, issuer {check.Certificate.Issuer}) is neither {trusted.What} nor issued by it");
+            }
+        }
+        else if (trusted is not null)
+        {
+            signatureReport.Add(("TrustedSigner", JBool.False));
+            failures.Add($"{path}: the image is not signed, so it cannot be signed by {trusted.What}");
+        }
         var checks = new List<JValue>();
         foreach (string register in Registers)
         {
@@ -125,10 +167,11 @@ internal sealed class VerifyEifCommand : Command
             }
         }
 
-        Output.WriteJson(_stdout, JObject.Of(
-            ("CheckCRC", JBool.From(digests.CrcMatches)),
-            ("Checks", new JArray(checks)),
-            ("Verified", JBool.From(failures.Count == 0))));
+        var report = new List<(string, JValue)> { ("CheckCRC", JBool.From(digests.CrcMatches)) };
+        report.AddRange(signatureReport);
+        report.Add(("Checks", new JArray(checks)));
+        report.Add(("Verified", JBool.From(failures.Count == 0)));
+        Output.WriteJson(_stdout, JObject.Of(report.ToArray()));
         foreach (string failure in failures)
             _stderr.WriteLine($"eif: {failure}");
         return failures.Count == 0 ? ExitCode.Success : ExitCode.VerificationFailed;
