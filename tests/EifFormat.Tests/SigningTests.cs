@@ -182,6 +182,7 @@ public class SigningTests : IDisposable
         { "certificate-not-x509", EifFormatError.InvalidCertificate },
         { "certificate-rsa", EifFormatError.UnsupportedKey },
         { "certificate-secp256k1", EifFormatError.UnsupportedKey },
+        { "certificate-invalid-point", EifFormatError.InvalidCertificate }, // found by tools/fuzz (seed 5)
     };
 
     /// <summary>Issue 3's bad inputs: each is an error code of ours, never an exception from a dependency.</summary>
@@ -210,6 +211,7 @@ public class SigningTests : IDisposable
             "certificate-not-x509" => entry with { SigningCertificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"u8.ToArray() },
             "certificate-rsa" => entry with { SigningCertificate = TestPki.Certificate(TestPki.RsaKeys(), "rsa").CertificatePem },
             "certificate-secp256k1" => entry with { SigningCertificate = TestPki.EcIdentity("secp256k1").CertificatePem },
+            "certificate-invalid-point" => entry with { SigningCertificate = WithPointOffTheCurve(identity) },
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
 
@@ -419,6 +421,16 @@ public class SigningTests : IDisposable
         Assert.True(leafCert.IsSignedBy(leafCert));
         Assert.True(leafCert.IsSignedBy(EifCertificate.FromPem(ca.CertificatePem, "ca")));
         Assert.False(leafCert.IsSignedBy(EifCertificate.FromPem(stranger.CertificatePem, "stranger")));
+    }
+
+    // The certificate with the last byte of its public point changed: still DER, no longer a point on P-384.
+    private static byte[] WithPointOffTheCurve(TestPki.Identity identity)
+    {
+        byte[] der = identity.Certificate.GetEncoded();
+        byte[] point = identity.Certificate.CertificateStructure.SubjectPublicKeyInfo.PublicKey.GetBytes();
+        int at = der.AsSpan().IndexOf(point);
+        der[at + point.Length - 1] ^= 0x01;
+        return Encoding.ASCII.GetBytes("-----BEGIN CERTIFICATE-----\n" + Convert.ToBase64String(der, Base64FormattingOptions.InsertLineBreaks) + "\n-----END CERTIFICATE-----\n");
     }
 
     private static EifSigningKey LoadKey(TestPki.Identity identity)

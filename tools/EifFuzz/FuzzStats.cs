@@ -42,7 +42,7 @@ internal sealed class FuzzStats
                 break;
         }
 
-        long limit = FuzzTarget.AllocationLimit(inputLength);
+        long limit = FuzzTarget.AllocationLimit(inputLength, outcome.CheckedSignature);
         double share = (double)outcome.AllocatedBytes / limit;
         if (share > _worstShare)
         {

@@ -140,7 +140,7 @@ internal static class Program
                         ex.ToString());
                 }
 
-                long limit = FuzzTarget.AllocationLimit(length);
+                long limit = FuzzTarget.AllocationLimit(length, outcome.CheckedSignature);
                 if (outcome.AllocatedBytes > limit)
                 {
                     // A first-time cost (JIT of a rare path, a pool's first buffer of a size) does not recur;
@@ -155,7 +155,7 @@ internal static class Program
                             $"allocation-{pass.Name}", $"allocation|{pass.Name}|{ending}", i, current.Seed.Name,
                             current.DescribeMutations(), current.Buffer.AsSpan(0, length),
                             $"one {pass.Name} pass allocated {again.AllocatedBytes} bytes (first run {outcome.AllocatedBytes}), over the limit of {limit} for a {length}-byte input",
-                            $"The pass ended with {ending}. Limit: 64 KiB + 32 x input length.");
+                            $"The pass ended with {ending}. Limit: 64 KiB + 32 x input length (+ 2 MiB when a signature was checked).");
                     }
                     else
                     {
@@ -204,7 +204,6 @@ internal static class Program
                 return ExitUsage;
             }
 
-            long limit = FuzzTarget.AllocationLimit(input.Length);
             foreach (var pass in FuzzTarget.Passes)
             {
                 // The first run pays the one-time costs; the second one's allocation is compared with the limit.
@@ -212,6 +211,7 @@ internal static class Program
                 FuzzTarget.Measure(input, input.Length, pass.Options, scratch);
                 PassOutcome outcome = FuzzTarget.Measure(input, input.Length, pass.Options, scratch);
                 watchdog.End();
+                long limit = FuzzTarget.AllocationLimit(input.Length, outcome.CheckedSignature);
                 string ending = outcome.Result switch
                 {
                     PassResult.FormatError => $"EifFormatException {outcome.Error}",

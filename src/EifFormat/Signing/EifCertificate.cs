@@ -17,10 +17,13 @@ public sealed class EifCertificate
 {
     private readonly X509Certificate _certificate;
 
-    private EifCertificate(byte[] der, X509Certificate certificate, string what)
+    private readonly Org.BouncyCastle.Crypto.AsymmetricKeyParameter _publicKey;
+
+    private EifCertificate(byte[] der, X509Certificate certificate, Org.BouncyCastle.Crypto.AsymmetricKeyParameter publicKey, string what)
     {
         Der = der;
         _certificate = certificate;
+        _publicKey = publicKey;
         What = what;
     }
 
@@ -61,11 +64,16 @@ public sealed class EifCertificate
             X509Certificate? parsed = new X509CertificateParser().ReadCertificate(der);
             if (parsed is null)
                 throw Throw.InvalidCertificate(what, "holds no certificate");
-            return new EifCertificate(der, parsed, what);
+
+            // Decoded now, so that a key BouncyCastle rejects (a point not on its curve, found by tools/fuzz) is a
+            // certificate error here rather than a foreign exception later.
+            var publicKey = parsed.GetPublicKey();
+            _ = parsed.IssuerDN.GetOidList();
+            return new EifCertificate(der, parsed, publicKey, what);
         }
         catch (Exception ex) when (ex is not EifFormatException)
         {
-            throw Throw.InvalidCertificate(what, $"is not an X.509 certificate ({ex.Message})", ex);
+            throw Throw.InvalidCertificate(what, $"is not a usable X.509 certificate ({Printable(ex.Message)})", ex);
         }
     }
 
@@ -73,7 +81,7 @@ public sealed class EifCertificate
     /// <exception cref="EifFormatException"><see cref="EifFormatError.UnsupportedKey"/>: not EC, or another curve.</exception>
     public CoseAlgorithm Algorithm => AlgorithmOf(PublicKey, What);
 
-    internal ECPublicKeyParameters PublicKey => _certificate.GetPublicKey() as ECPublicKeyParameters
+    internal ECPublicKeyParameters PublicKey => _publicKey as ECPublicKeyParameters
         ?? throw new EifFormatException(EifFormatError.UnsupportedKey, $"{What}: the certificate's key is {KeyKind(_certificate)}, not EC; Nitro signatures are ECDSA on P-256, P-384 or P-521");
 
     /// <summary>Whether <paramref name="time"/> lies within the validity period.</summary>
@@ -101,7 +109,7 @@ public sealed class EifCertificate
             return false;
         try
         {
-            _certificate.Verify(trusted._certificate.GetPublicKey());
+            _certificate.Verify(trusted._publicKey);
             return true;
         }
         catch (Exception ex) when (ex is Org.BouncyCastle.Security.Certificates.CertificateException or Org.BouncyCastle.Security.InvalidKeyException or Org.BouncyCastle.Crypto.CryptoException or ArgumentException)
@@ -155,6 +163,8 @@ public sealed class EifCertificate
         (SecObjectIdentifiers.SecP384r1, CoseAlgorithm.ES384),
         (SecObjectIdentifiers.SecP521r1, CoseAlgorithm.ES512),
     ];
+
+    private static string Printable(string message) => Json.SerdeJsonParser.Printable(message, 160);
 
     private static bool SameCurve(ECDomainParameters parameters, X9ECParameters named) =>
         parameters.Curve.Equals(named.Curve) && parameters.G.Equals(named.G) && parameters.N.Equals(named.N);
