@@ -16,7 +16,7 @@ public class InspectTests : IDisposable
 
         Assert.True(code == 0, stderr);
         var json = Json(stdout);
-        Assert.Equal(["EifVersion", "Measurements", "IsSigned", "CheckCRC", "ImageName", "ImageVersion", "Metadata", "Sections"], json.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["EifVersion", "Measurements", "IsSigned", "SigningCertificate", "CheckCRC", "SignatureCheck", "ImageName", "ImageVersion", "Metadata", "Sections"], json.EnumerateObject().Select(p => p.Name));
         Assert.Equal(4, json.GetProperty("EifVersion").GetInt32());
         Assert.True(json.GetProperty("IsSigned").GetBoolean());
         Assert.True(json.GetProperty("CheckCRC").GetBoolean());

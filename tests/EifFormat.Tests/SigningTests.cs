@@ -286,7 +286,9 @@ public class SigningTests : IDisposable
     [Fact]
     public void Load_UnusableKeys_AreRefusedWithCodes()
     {
-        Assert.Equal(EifFormatError.UnsupportedKey, Assert.Throws<EifFormatException>(() => EifSigningKey.Load(Write("rsa.pem", TestPki.ToPem(TestPki.RsaKeys())), () => null)).Error);
+        var rsa = Assert.Throws<EifFormatException>(() => EifSigningKey.Load(Write("rsa.pem", TestPki.ToPem(TestPki.RsaKeys())), () => null));
+        Assert.Equal(EifFormatError.UnsupportedKey, rsa.Error);
+        Assert.Contains("the private key is RSA, not EC", rsa.Message);
         Assert.Equal(EifFormatError.UnsupportedKey, Assert.Throws<EifFormatException>(() => EifSigningKey.Load(Write("k1.pem", TestPki.EcIdentity("secp256k1").KeyPem()), () => null)).Error);
         Assert.Equal(EifFormatError.InvalidPrivateKey, Assert.Throws<EifFormatException>(() => EifSigningKey.Load(Write("cert.pem", Encoding.ASCII.GetString(TestPki.EcIdentity().CertificatePem)), () => null)).Error);
         Assert.Equal(EifFormatError.InvalidPrivateKey, Assert.Throws<EifFormatException>(() => EifSigningKey.Load(Write("junk.pem", "not pem at all"), () => null)).Error);
@@ -418,9 +420,26 @@ public class SigningTests : IDisposable
         var stranger = TestPki.EcIdentity("P-384", "stranger");
         var leafCert = EifCertificate.FromPem(leaf.CertificatePem, "leaf");
 
-        Assert.True(leafCert.IsSignedBy(leafCert));
-        Assert.True(leafCert.IsSignedBy(EifCertificate.FromPem(ca.CertificatePem, "ca")));
-        Assert.False(leafCert.IsSignedBy(EifCertificate.FromPem(stranger.CertificatePem, "stranger")));
+        var now = DateTimeOffset.UtcNow;
+
+        Assert.True(leafCert.IsSignedBy(leafCert, now));
+        Assert.True(leafCert.IsSignedBy(EifCertificate.FromPem(ca.CertificatePem, "ca"), now));
+        Assert.False(leafCert.IsSignedBy(EifCertificate.FromPem(stranger.CertificatePem, "stranger"), now));
+    }
+
+    [Fact]
+    public void IsSignedBy_IssuerThatIsNotACaOrNotValid_IsNotTrusted()
+    {
+        // As `openssl verify -CAfile` would: an issuer without basicConstraints cA, or outside its validity, is no CA.
+        var notCa = TestPki.Certificate(TestPki.EcKeys("P-384"), "not a CA");
+        var leaf = TestPki.Certificate(TestPki.EcKeys("P-384"), "leaf", issuer: notCa);
+        var expiredCa = TestPki.Certificate(TestPki.EcKeys("P-384"), "old CA", DateTime.UtcNow.AddYears(-3), DateTime.UtcNow.AddYears(-1), ca: true);
+        var leafOfExpired = TestPki.Certificate(TestPki.EcKeys("P-384"), "leaf2", issuer: expiredCa);
+        var now = DateTimeOffset.UtcNow;
+
+        Assert.False(EifCertificate.FromPem(leaf.CertificatePem, "leaf").IsSignedBy(EifCertificate.FromPem(notCa.CertificatePem, "issuer"), now));
+        Assert.False(EifCertificate.FromPem(leafOfExpired.CertificatePem, "leaf2").IsSignedBy(EifCertificate.FromPem(expiredCa.CertificatePem, "old"), now));
+        Assert.True(EifCertificate.FromPem(leafOfExpired.CertificatePem, "leaf2").IsSignedBy(EifCertificate.FromPem(expiredCa.CertificatePem, "old"), now.AddYears(-2)));
     }
 
     // The certificate with the last byte of its public point changed: still DER, no longer a point on P-384.

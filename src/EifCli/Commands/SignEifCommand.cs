@@ -42,6 +42,21 @@ internal sealed class SignEifCommand : Command
                 result.AddError("Give exactly one of --private-key, --export-to-be-signed and --signature.");
             if (result.GetResult(ExportOption) is not null && result.GetResult(OutputOption) is not null)
                 result.AddError("--output-file does not apply to --export-to-be-signed, which leaves the EIF unchanged.");
+
+            // What is written must never land on an input: the image, the certificate, the key or the signature.
+            var inputs = new[] { EifPathOption, Signing.CertificateOption, Signing.PrivateKeyOption, SignatureOption, Signing.PassphraseFileOption }
+                .Select(o => result.GetValue(o)).OfType<string>().Select(Path.GetFullPath).ToList();
+            if (result.GetValue(ExportOption) is { } export)
+            {
+                foreach (string target in new[] { export, export + ".digest" })
+                {
+                    if (inputs.Contains(Path.GetFullPath(target)))
+                        result.AddError($"--export-to-be-signed would overwrite the input '{target}'; choose another file.");
+                }
+            }
+
+            if (result.GetValue(OutputOption) is { } output && inputs.Skip(1).Contains(Path.GetFullPath(output)))
+                result.AddError($"--output-file '{output}' is one of the inputs; choose another file (or omit it to sign --eif-path in place).");
         });
         SetAction(result => Execute(result));
     }

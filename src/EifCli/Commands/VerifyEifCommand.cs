@@ -136,10 +136,15 @@ internal sealed class VerifyEifCommand : Command
 
             if (trusted is not null)
             {
-                bool isTrusted = check.Certificate.IsSignedBy(trusted);
+                bool isTrusted = check.Certificate.IsSignedBy(trusted, now);
                 signatureReport.Add(("TrustedSigner", JBool.From(isTrusted)));
                 if (!isTrusted)
-                    failures.Add($"{path}: the signer (subject {check.Certificate.Subject}, issuer {check.Certificate.Issuer}) is neither {trusted.What} nor issued by it");
+                {
+                    string why = !trusted.IsCertificateAuthority ? $" ({trusted.What} is not a CA certificate)"
+                        : !trusted.IsValidAt(now) ? $" ({trusted.What} is not valid now)"
+                        : string.Empty;
+                    failures.Add($"{path}: the signer (subject {check.Certificate.Subject}, issuer {check.Certificate.Issuer}) is neither {trusted.What} nor issued by it{why}");
+                }
             }
         }
         else if (trusted is not null)

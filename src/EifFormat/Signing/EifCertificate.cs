@@ -100,11 +100,21 @@ public sealed class EifCertificate
         }
     }
 
-    /// <summary>True when this certificate is <paramref name="trusted"/> itself or was signed by its key (and names it as issuer).</summary>
-    public bool IsSignedBy(EifCertificate trusted)
+    /// <summary>True when this certificate is a CA certificate (basicConstraints cA, and keyCertSign where keyUsage is present).</summary>
+    public bool IsCertificateAuthority =>
+        _certificate.GetBasicConstraints() >= 0 && (_certificate.GetKeyUsage() is not { } usage || usage[5]);
+
+    /// <summary>
+    /// True when this certificate is <paramref name="trusted"/> itself, or was issued by it: <paramref name="trusted"/>
+    /// is a CA certificate valid at <paramref name="time"/>, this certificate names it as issuer and its signature
+    /// verifies with the CA's key (as <c>openssl verify -CAfile</c> would accept one level).
+    /// </summary>
+    public bool IsSignedBy(EifCertificate trusted, DateTimeOffset time)
     {
         if (Der.AsSpan().SequenceEqual(trusted.Der))
             return true;
+        if (!trusted.IsCertificateAuthority || !trusted.IsValidAt(time))
+            return false;
         if (!_certificate.IssuerDN.Equivalent(trusted._certificate.SubjectDN))
             return false;
         try

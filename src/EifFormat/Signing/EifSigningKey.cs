@@ -76,7 +76,17 @@ public sealed partial class EifSigningKey
         if (!key.IsPrivate)
             throw new EifFormatException(EifFormatError.InvalidPrivateKey, $"{path}: holds a public key, not a private key");
         if (key is not ECPrivateKeyParameters ec)
-            throw new EifFormatException(EifFormatError.UnsupportedKey, $"{path}: the private key is {key.GetType().Name.Replace("PrivateKeyParameters", string.Empty, StringComparison.Ordinal)}, not EC; Nitro signatures are ECDSA on P-256, P-384 or P-521");
+        {
+            string kind = key switch
+            {
+                RsaKeyParameters => "RSA",
+                DsaPrivateKeyParameters => "DSA",
+                Ed25519PrivateKeyParameters => "Ed25519",
+                Ed448PrivateKeyParameters => "Ed448",
+                _ => "of another kind",
+            };
+            throw new EifFormatException(EifFormatError.UnsupportedKey, $"{path}: the private key is {kind}, not EC; Nitro signatures are ECDSA on P-256, P-384 or P-521");
+        }
         return new EifSigningKey(ec, EifCertificate.AlgorithmOf(ec.Parameters, ec.PublicKeyParamSet, path));
     }
 
