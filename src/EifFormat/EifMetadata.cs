@@ -55,7 +55,7 @@ public sealed record EifMetadata(
         // would cost memory in proportion to its length for nothing).
         ReadOnlySpan<byte> start = utf8.TrimStart(" \t\r\n"u8);
         if (!start.IsEmpty && start[0] != (byte)'{' && start[0] != (byte)'n')
-            throw Throw.InvalidMetadata($"the metadata section is not a JSON object (it starts with '{SerdeJsonParser.Printable(((char)start[0]).ToString(), 1)}')");
+            throw Throw.InvalidMetadata($"the metadata section is not a JSON object (it starts with '{PrintableText.Of(((char)start[0]).ToString(), 1)}')");
         JValue root;
         try
         {

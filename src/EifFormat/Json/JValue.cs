@@ -160,6 +160,14 @@ public sealed class JObject : JValue
     public static JObject Of(params (string Key, JValue Value)[] properties) =>
         new(properties.Select(p => new KeyValuePair<string, JValue>(p.Key, p.Value)));
 
+    /// <summary>A copy with the keys sorted by UTF-8 bytes, as a serde_json <c>Value</c> map holds them (one level).</summary>
+    public JObject WithSortedKeys()
+    {
+        var keys = _properties.Select(p => p.Key).ToList();
+        keys.Sort(Utf8Ordinal.Compare);
+        return new JObject(keys.Select(k => new KeyValuePair<string, JValue>(k, this[k]!)));
+    }
+
     /// <summary>A copy with the keys sorted by UTF-8 bytes, as serde_json's BTreeMap holds them.</summary>
     internal static JObject SortedFrom(Dictionary<string, JValue> map)
     {

@@ -87,20 +87,6 @@ public static class SerdeJsonParser
         int cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (cut > 0)
             message = message[..cut];
-        return $"line {(ex.LineNumber ?? 0) + 1}, column {(ex.BytePositionInLine ?? 0) + 1}: {Printable(message.TrimEnd(), 160)}";
-    }
-
-    /// <summary>At most <paramref name="max"/> characters of printable ASCII; anything else becomes '?'.</summary>
-    internal static string Printable(string text, int max)
-    {
-        var sb = new StringBuilder(Math.Min(text.Length, max + 3));
-        foreach (char c in text)
-        {
-            if (sb.Length == max)
-                return sb.Append("...").ToString();
-            sb.Append(c is >= ' ' and <= '~' ? c : '?');
-        }
-
-        return sb.ToString();
+        return $"line {(ex.LineNumber ?? 0) + 1}, column {(ex.BytePositionInLine ?? 0) + 1}: {PrintableText.Of(message.TrimEnd(), 160)}";
     }
 }

@@ -174,7 +174,7 @@ public sealed class EifCertificate
         (SecObjectIdentifiers.SecP521r1, CoseAlgorithm.ES512),
     ];
 
-    private static string Printable(string message) => Json.SerdeJsonParser.Printable(message, 160);
+    private static string Printable(string message) => PrintableText.Of(message, 160);
 
     private static bool SameCurve(ECDomainParameters parameters, X9ECParameters named) =>
         parameters.Curve.Equals(named.Curve) && parameters.G.Equals(named.G) && parameters.N.Equals(named.N);
