@@ -11,6 +11,7 @@ internal static class Cli
         var root = new RootCommand(
             "eif: build, inspect, verify and measure AWS Nitro Enclaves images (EIF). " +
             "Verbs and JSON outputs follow nitro-cli where it has the verb.");
+        root.Subcommands.Add(new BuildEnclaveCommand(stdout, stderr));
         root.Subcommands.Add(new BuildEifCommand(stdout, stderr));
         root.Subcommands.Add(new DescribeEifCommand(stdout, stderr));
         root.Subcommands.Add(new PcrCommand(stdout));
@@ -56,6 +57,9 @@ internal static class Cli
         CliException e => (e.ExitCode, e.Message),
         EifFormatException e when e.Error == EifFormatError.ChecksumMismatch => (ExitCode.VerificationFailed, e.Message),
         EifFormatException e => (ExitCode.InvalidInput, e.Message),
+        EifBuilder.EnclaveBuildException e when e.Error is EifBuilder.BuildError.DaemonUnreachable or EifBuilder.BuildError.ImageNotFound
+            or EifBuilder.BuildError.AccessDenied or EifBuilder.BuildError.RemoteError or EifBuilder.BuildError.BuildFailed => (ExitCode.ImageUnavailable, e.Message),
+        EifBuilder.EnclaveBuildException e => (ExitCode.InvalidInput, e.Message),
         FileNotFoundException e => (ExitCode.IoError, e.FileName is { } f ? $"{f}: no such file" : e.Message),
         DirectoryNotFoundException e => (ExitCode.IoError, e.Message),
         UnauthorizedAccessException e => (ExitCode.IoError, e.Message),

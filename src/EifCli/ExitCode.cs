@@ -23,6 +23,9 @@ internal static class ExitCode
     /// <summary>A file could not be read or written (missing, permissions, disk full).</summary>
     internal const int IoError = 5;
 
+    /// <summary>An image cannot be had: the Docker daemon or registry is unreachable, refuses, or has no such image; a Dockerfile build failed.</summary>
+    internal const int ImageUnavailable = 6;
+
     /// <summary>Interrupted (SIGINT), as shells report 128 + 2.</summary>
     internal const int Interrupted = 130;
 }

@@ -252,7 +252,7 @@ public sealed class TarStreamReader
         {
             byte b = i is >= 148 and < 156 ? (byte)' ' : _block[i];
             unsigned += b;
-            signed += (sbyte)b;
+            signed += unchecked((sbyte)b);
         }
 
         // Some old writers summed signed bytes; both are accepted, as GNU tar does.
