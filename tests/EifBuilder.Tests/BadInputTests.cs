@@ -1,7 +1,8 @@
+using EifTests.Shared;
 using System.Formats.Tar;
 using EifBuilder.Images;
 using EifBuilder.RootFs;
-using static EifBuilder.Tests.CraftedImage;
+using static EifTests.Shared.CraftedImage;
 
 namespace EifBuilder.Tests;
 

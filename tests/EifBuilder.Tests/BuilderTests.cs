@@ -1,6 +1,7 @@
+using EifTests.Shared;
 using EifBuilder.Images;
 using EifFormat;
-using static EifBuilder.Tests.CraftedImage;
+using static EifTests.Shared.CraftedImage;
 
 namespace EifBuilder.Tests;
 

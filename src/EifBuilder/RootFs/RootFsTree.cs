@@ -129,7 +129,7 @@ public sealed class RootFsTree
             string name = path[^1];
             if (name == OpaqueMarker)
             {
-                if (Resolve(path[..^1], create: false, what) is { Children: { } children })
+                if (Lookup(path[..^1], what) is { Children: { } children })
                     children.Clear();
                 continue;
             }
@@ -143,7 +143,7 @@ public sealed class RootFsTree
                     continue;
                 }
 
-                if (Resolve(path[..^1], create: false, what) is { Children: { } siblings })
+                if (Lookup(path[..^1], what) is { Children: { } siblings })
                     siblings.Remove(hidden);
                 continue;
             }
@@ -253,10 +253,18 @@ public sealed class RootFsTree
     private RootFsNode? Resolve(string[] path, bool create, string what)
     {
         int followed = 0;
-        return Resolve(path, create, what, ref followed);
+        return Resolve(path, create, what, ref followed, lenient: false);
     }
 
-    private RootFsNode? Resolve(string[] path, bool create, string what, ref int followed)
+    // The directory a whiteout or opaque marker refers to in the LOWER layers, or null when there is none: a path
+    // that lower layers have as a file (this layer turns it into a directory) has nothing to hide.
+    private RootFsNode? Lookup(string[] path, string what)
+    {
+        int followed = 0;
+        return Resolve(path, create: false, what, ref followed, lenient: true);
+    }
+
+    private RootFsNode? Resolve(string[] path, bool create, string what, ref int followed, bool lenient)
     {
         RootFsNode node = Root;
         for (int i = 0; i < path.Length; i++)
@@ -279,11 +287,13 @@ public sealed class RootFsTree
                 var combined = new List<string>(target.StartsWith('/') ? [] : path[..i]);
                 combined.AddRange(target.Split('/'));
                 combined.AddRange(path[(i + 1)..]);
-                return Resolve(CleanClamped(combined), create, what, ref followed);
+                return Resolve(CleanClamped(combined), create, what, ref followed, lenient);
             }
 
             if (child.Inode.Kind != TarEntryKind.Directory)
             {
+                if (lenient)
+                    return null;
                 throw new EnclaveBuildException(BuildError.InvalidLayer,
                     $"{what}: '{Show(string.Join('/', path))}' needs '{Show(string.Join('/', path[..(i + 1)]))}' to be a directory, but it is a {child.Inode.Kind}");
             }

@@ -1,21 +1,21 @@
 using System.Globalization;
 using System.Text;
 
-namespace EifBuilder.Tests;
+namespace EifTests.Shared;
 
 /// <summary>A test-side newc reader (independent of the builder's writer), for checking ramdisks entry by entry.</summary>
-internal static class NewcArchive
+public static class NewcArchive
 {
-    internal sealed record Entry(string Name, uint Ino, uint Mode, uint Uid, uint Gid, uint NLink, uint MTime, byte[] Data, uint DevMajor, uint DevMinor, uint RdevMajor, uint RdevMinor)
+    public sealed record Entry(string Name, uint Ino, uint Mode, uint Uid, uint Gid, uint NLink, uint MTime, byte[] Data, uint DevMajor, uint DevMinor, uint RdevMajor, uint RdevMinor)
     {
-        internal uint Type => Mode & 0xF000;
+        public uint Type => Mode & 0xF000;
 
-        internal uint Permissions => Mode & 0xFFF;
+        public uint Permissions => Mode & 0xFFF;
 
-        internal string Text => Encoding.Latin1.GetString(Data);
+        public string Text => Encoding.Latin1.GetString(Data);
     }
 
-    internal static List<Entry> Read(byte[] archive)
+    public static List<Entry> Read(byte[] archive)
     {
         var entries = new List<Entry>();
         int at = 0;

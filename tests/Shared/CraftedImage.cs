@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using EifFormat.Json;
 
-namespace EifBuilder.Tests;
+namespace EifTests.Shared;
 
 /// <summary>
 /// Images written by the tests themselves, layer by layer with System.Formats.Tar (an implementation independent
@@ -12,67 +12,67 @@ namespace EifBuilder.Tests;
 /// tar), with uncompressed, gzip or zstd layers. Lets every flattening rule and every bad input be tested exactly,
 /// without a Docker daemon.
 /// </summary>
-internal sealed class CraftedImage
+public sealed class CraftedImage
 {
-    internal enum Compression
+    public enum Compression
     {
         None,
         Gzip,
         Zstd,
     }
 
-    internal List<List<TarEntry>> Layers { get; } = [];
+    public List<List<TarEntry>> Layers { get; } = [];
 
-    internal string Architecture { get; init; } = "amd64";
+    public string Architecture { get; init; } = "amd64";
 
-    internal string[]? Entrypoint { get; init; }
+    public string[]? Entrypoint { get; init; }
 
-    internal string[]? Cmd { get; init; } = ["/bin/app"];
+    public string[]? Cmd { get; init; } = ["/bin/app"];
 
-    internal string[] Env { get; init; } = ["PATH=/usr/bin:/bin"];
+    public string[] Env { get; init; } = ["PATH=/usr/bin:/bin"];
 
-    internal string WorkingDir { get; init; } = string.Empty;
+    public string WorkingDir { get; init; } = string.Empty;
 
-    internal string User { get; init; } = string.Empty;
+    public string User { get; init; } = string.Empty;
 
     /// <summary>Replaces diff_ids in the config (to test a mismatch).</summary>
-    internal Func<int, string, string> DiffIdOverride { get; init; } = (_, d) => d;
+    public Func<int, string, string> DiffIdOverride { get; init; } = (_, d) => d;
 
-    internal CraftedImage Layer(params TarEntry[] entries)
+    public CraftedImage Layer(params TarEntry[] entries)
     {
         Layers.Add([.. entries]);
         return this;
     }
 
-    internal static TarEntry File(string name, string content, int mode = 0x1A4, int uid = 0, int gid = 0, long mtime = 1_600_000_000)
+    public static TarEntry File(string name, string content, int mode = 0x1A4, int uid = 0, int gid = 0, long mtime = 1_600_000_000)
     {
         var e = new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content)) };
         return Meta(e, mode, uid, gid, mtime);
     }
 
-    internal static TarEntry Dir(string name, int mode = 0x1ED, int uid = 0, int gid = 0, long mtime = 1_600_000_000) =>
+    public static TarEntry Dir(string name, int mode = 0x1ED, int uid = 0, int gid = 0, long mtime = 1_600_000_000) =>
         Meta(new PaxTarEntry(TarEntryType.Directory, name), mode, uid, gid, mtime);
 
-    internal static TarEntry Symlink(string name, string target) =>
+    public static TarEntry Symlink(string name, string target) =>
         Meta(new PaxTarEntry(TarEntryType.SymbolicLink, name) { LinkName = target }, 0x1FF, 0, 0, 1_600_000_000);
 
-    internal static TarEntry HardLink(string name, string target) =>
+    public static TarEntry HardLink(string name, string target) =>
         Meta(new PaxTarEntry(TarEntryType.HardLink, name) { LinkName = target }, 0x1A4, 0, 0, 1_600_000_000);
 
-    internal static TarEntry Fifo(string name) => Meta(new PaxTarEntry(TarEntryType.Fifo, name), 0x1A4, 0, 0, 1_600_000_000);
+    public static TarEntry Fifo(string name) => Meta(new PaxTarEntry(TarEntryType.Fifo, name), 0x1A4, 0, 0, 1_600_000_000);
 
-    internal static TarEntry CharDevice(string name, int major, int minor) =>
+    public static TarEntry CharDevice(string name, int major, int minor) =>
         Meta(new PaxTarEntry(TarEntryType.CharacterDevice, name) { DeviceMajor = major, DeviceMinor = minor }, 0x1B6, 0, 0, 1_600_000_000);
 
-    internal static TarEntry Whiteout(string path)
+    public static TarEntry Whiteout(string path)
     {
         int slash = path.LastIndexOf('/');
         return File(slash < 0 ? ".wh." + path : path[..(slash + 1)] + ".wh." + path[(slash + 1)..], string.Empty);
     }
 
-    internal static TarEntry Opaque(string directory) => File(directory.TrimEnd('/') + "/.wh..wh..opq", string.Empty);
+    public static TarEntry Opaque(string directory) => File(directory.TrimEnd('/') + "/.wh..wh..opq", string.Empty);
 
-    internal byte[] LayerTar(int index)
+    public byte[] LayerTar(int index)
     {
         var stream = new MemoryStream();
         using (var writer = new TarWriter(stream, TarEntryFormat.Pax, leaveOpen: true))
@@ -87,7 +87,7 @@ internal sealed class CraftedImage
         return stream.ToArray();
     }
 
-    internal byte[] Config(IReadOnlyList<string> diffIds)
+    public byte[] Config(IReadOnlyList<string> diffIds)
     {
         JValue Strings(string[]? values) => values is null ? JNull.Instance : new JArray(values.Select(v => (JValue)new JString(v)));
         return JObject.Of(
@@ -104,7 +104,7 @@ internal sealed class CraftedImage
     }
 
     /// <summary>A `docker save` archive in Docker's legacy layout (ID/layer.tar, HEX.json, manifest.json).</summary>
-    internal void WriteDockerArchive(string path, string repoTag)
+    public void WriteDockerArchive(string path, string repoTag)
     {
         var tars = Enumerable.Range(0, Layers.Count).Select(LayerTar).ToList();
         byte[] config = Config(tars.Select(t => "sha256:" + Hex(t)).ToList());
@@ -123,7 +123,7 @@ internal sealed class CraftedImage
     }
 
     /// <summary>An OCI image layout directory; <paramref name="corrupt"/> edits a layer blob after its digest was taken.</summary>
-    internal void WriteOciLayout(string directory, string tag, Compression compression, Action<int, byte[]>? corrupt = null, string? layerMediaType = null)
+    public void WriteOciLayout(string directory, string tag, Compression compression, Action<int, byte[]>? corrupt = null, string? layerMediaType = null)
     {
         foreach (var (name, bytes) in OciFiles(tag, compression, corrupt, layerMediaType))
         {
@@ -134,7 +134,7 @@ internal sealed class CraftedImage
     }
 
     /// <summary>A tar of an OCI layout.</summary>
-    internal void WriteOciArchive(string path, string tag, Compression compression)
+    public void WriteOciArchive(string path, string tag, Compression compression)
     {
         using var file = System.IO.File.Create(path);
         using var writer = new TarWriter(file, TarEntryFormat.Pax);
@@ -142,7 +142,7 @@ internal sealed class CraftedImage
             Add(writer, name, bytes);
     }
 
-    internal static string Hex(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+    public static string Hex(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     private List<(string Name, byte[] Bytes)> OciFiles(string tag, Compression compression, Action<int, byte[]>? corrupt, string? layerMediaType)
     {
