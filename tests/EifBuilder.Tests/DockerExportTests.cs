@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using EifBuilder.Images;
 using EifFormat;
 using EifTests.Shared;
@@ -54,13 +53,16 @@ public class DockerExportTests : IDisposable
                 Assert.True(ours.Remove(mountPoint), $"the builder should add /{mountPoint}");
         }
 
+        Assert.True(docker.Count > 5, $"{image}: the export lists only {docker.Count} entries");
         Assert.Equal(docker.Keys.Order(StringComparer.Ordinal), ours.Keys.Order(StringComparer.Ordinal));
+        var dockerHashes = Hashes(fromExport);
+        var ourHashes = Hashes(Path.Combine(fromCpio, "rootfs"));
         foreach (var (path, expected) in docker)
         {
             var actual = ours[path];
-            Assert.True(expected.Describe == actual.Describe, $"{image}: /{path}: docker export has {expected.Describe}, the ramdisk {actual.Describe}");
+            Assert.True(expected.Describe == actual.Describe, $"{image}: /{Show(path)}: docker export has {expected.Describe}, the ramdisk {actual.Describe}");
             if (expected.Type == 'f')
-                Assert.True(Hash(Path.Combine(fromExport, path)) == Hash(Path.Combine(fromCpio, "rootfs", path)), $"{image}: /{path}: contents differ");
+                Assert.True(dockerHashes[path] == ourHashes[path], $"{image}: /{Show(path)}: contents differ");
         }
 
         Assert.Equal(LinkGroups(docker), LinkGroups(ours));
@@ -111,21 +113,36 @@ public class DockerExportTests : IDisposable
         internal string Describe => $"{Type} mode {Mode} owner {Uid}:{Gid}{(Type == 'f' ? " size " + Size : string.Empty)}{(Type == 'l' ? " -> " + Link : string.Empty)}{(Device.Length > 0 ? " device " + Device : string.Empty)}";
     }
 
-    // GNU find over a tree: type, permissions (with setuid/setgid/sticky), owner, size, link target, inode, link count.
+    // GNU find over a tree: type, permissions (with setuid/setgid/sticky), owner, size, link target, inode, link
+    // count; device numbers from stat. Names are raw bytes (decoded as Latin-1), as the ramdisk holds them.
     private static Dictionary<string, Node> List(string root)
     {
-        string listing = TestImages.Run("find", root, "-mindepth", "1", "-printf", "%P\\0%y\\0%m\\0%U\\0%G\\0%s\\0%l\\0%i\\0%n\\0");
+        string listing = TestImages.Run(System.Text.Encoding.Latin1, "find", root, "-mindepth", "1", "-printf", "%P\\0%y\\0%m\\0%U\\0%G\\0%s\\0%l\\0%i\\0%n\\0");
+        string devices = TestImages.Run(System.Text.Encoding.Latin1, "sh", "-c", $"cd '{root}' && find . \\( -type b -o -type c \\) -exec stat --printf '%n\\0%t:%T\\0' {{}} +");
+        string[] d = devices.Split('\0');
+        var rdev = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i + 1 < d.Length; i += 2)
+            rdev[d[i][2..]] = d[i + 1];
         string[] fields = listing.Split('\0');
         var nodes = new Dictionary<string, Node>(StringComparer.Ordinal);
         for (int i = 0; i + 9 <= fields.Length - 1; i += 9)
         {
             char type = fields[i + 1][0];
-            string device = type is 'b' or 'c' ? TestImages.Run("stat", "-c", "%t:%T", Path.Combine(root, fields[i])).Trim() : string.Empty;
-            nodes[fields[i]] = new Node(type, fields[i + 2], fields[i + 3], fields[i + 4], fields[i + 5], fields[i + 6], device, fields[i + 7], int.Parse(fields[i + 8], System.Globalization.CultureInfo.InvariantCulture));
+            nodes[fields[i]] = new Node(type, fields[i + 2], fields[i + 3], fields[i + 4], fields[i + 5], fields[i + 6], rdev.GetValueOrDefault(fields[i], string.Empty), fields[i + 7], int.Parse(fields[i + 8], System.Globalization.CultureInfo.InvariantCulture));
         }
 
         return nodes;
     }
+
+    // sha256sum of every regular file, by raw-byte name.
+    private static Dictionary<string, string> Hashes(string root)
+    {
+        string output = TestImages.Run(System.Text.Encoding.Latin1, "sh", "-c", $"cd '{root}' && find . -type f -print0 | xargs -0 -r sha256sum -z");
+        return output.Split('\0', StringSplitOptions.RemoveEmptyEntries)
+            .ToDictionary(line => line[(line.IndexOf("  ", StringComparison.Ordinal) + 4)..], line => line[..64], StringComparer.Ordinal);
+    }
+
+    private static string Show(string path) => EifFormat.PrintableText.Of(path, 200);
 
     // The sets of names sharing an inode, as sorted strings (comparable across the two trees).
     private static List<string> LinkGroups(Dictionary<string, Node> nodes) =>
@@ -134,8 +151,6 @@ public class DockerExportTests : IDisposable
             .Select(g => string.Join(" = ", g.Select(n => n.Key).Order(StringComparer.Ordinal)))
             .Order(StringComparer.Ordinal)
             .ToList();
-
-    private static string Hash(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
 
     private static Exception SkipNeeds(string program)
     {

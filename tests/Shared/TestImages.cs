@@ -46,9 +46,12 @@ public static class TestImages
     }
 
     /// <summary>Runs a program; returns its stdout; fails the test with its stderr on a non-zero exit.</summary>
-    public static string Run(string program, params string[] args)
+    public static string Run(string program, params string[] args) => Run(System.Text.Encoding.UTF8, program, args);
+
+    /// <summary>Runs a program, decoding its stdout with <paramref name="encoding"/> (Latin-1 keeps raw file-name bytes).</summary>
+    public static string Run(System.Text.Encoding encoding, string program, params string[] args)
     {
-        var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, StandardOutputEncoding = encoding };
         foreach (string a in args)
             info.ArgumentList.Add(a);
         using var process = System.Diagnostics.Process.Start(info)!;
