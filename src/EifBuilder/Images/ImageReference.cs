@@ -70,10 +70,24 @@ internal sealed partial record ImageReference(string Domain, string Repository, 
         if (!RepositoryPath().IsMatch(repository))
         {
             throw new EnclaveBuildException(BuildError.InvalidReference,
-                $"{what}: '{EifFormat.PrintableText.Of(repository, 100)}' is not a repository name (lower-case letters, digits, '.', '_', '-', '/')");
+                $"{what}: '{EifFormat.PrintableText.Of(name, 100)}' is not a repository name (lower-case letters, digits, '.', '_', '-', '/')");
         }
 
-        Digest? digest = m.Groups["digest"].Success ? Images.Digest.Parse(m.Groups["digest"].Value, what) : null;
+        Digest? digest = null;
+        if (m.Groups["digest"].Success)
+        {
+            try
+            {
+                digest = Images.Digest.Parse(m.Groups["digest"].Value, what);
+            }
+            catch (EnclaveBuildException ex)
+            {
+                // A digest the user typed is a bad reference, not a bad image.
+                throw new EnclaveBuildException(BuildError.InvalidReference, ex.Message, ex);
+            }
+        }
+
+
         string? tag = m.Groups["tag"].Success ? m.Groups["tag"].Value : digest is null ? "latest" : null;
         return new ImageReference(domain, repository, tag, digest);
     }

@@ -65,9 +65,13 @@ internal sealed class RegistryClient : IDisposable
         string host = authority.StartsWith('[') ? authority[1..authority.IndexOf(']', StringComparison.Ordinal)]
             : authority.Count(c => c == ':') == 1 ? authority[..authority.IndexOf(':', StringComparison.Ordinal)]
             : authority;
+        bool isAddress = IPAddress.TryParse(host, out IPAddress? address);
         return host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
-            || (IPAddress.TryParse(host, out IPAddress? address) && IPAddress.IsLoopback(address))
-            || _insecure.Contains(host, StringComparer.OrdinalIgnoreCase);
+            || (isAddress && IPAddress.IsLoopback(address!))
+            || _insecure.Contains(host, StringComparer.OrdinalIgnoreCase)
+
+            // dockerd's --insecure-registry also takes CIDR ranges ("10.0.0.0/8").
+            || (isAddress && _insecure.Any(i => IPNetwork.TryParse(i, out IPNetwork network) && network.Contains(address!)));
     }
 
     /// <summary>GETs <c>/v2/NAME/PATH</c> after authenticating as the registry asks; the caller disposes the response.</summary>
@@ -84,9 +88,8 @@ internal sealed class RegistryClient : IDisposable
         if (response.StatusCode == HttpStatusCode.Unauthorized)
         {
             // distribution-spec "Authentication": the 401 carries the challenge to answer; retry once with it.
-            AuthenticationHeaderValue? authorization = Answer(AuthChallenge.From(response), what, cancellationToken);
-            response.Dispose();
-            _authorization = authorization;
+            using (response)
+                _authorization = Answer(AuthChallenge.From(response), what, cancellationToken);
             response = Send(uri, accept, _authorization, what, cancellationToken);
         }
 
@@ -145,7 +148,7 @@ internal sealed class RegistryClient : IDisposable
     }
 
     // Turns a 401's challenges into the Authorization to retry with.
-    private AuthenticationHeaderValue? Answer(IReadOnlyList<AuthChallenge> challenges, string what, CancellationToken cancellationToken)
+    private AuthenticationHeaderValue Answer(IReadOnlyList<AuthChallenge> challenges, string what, CancellationToken cancellationToken)
     {
         _config ??= DockerConfigCredentials.Load(_environment);
         RegistryCredential? credential = _config.Find(_reference.Domain);
@@ -278,8 +281,8 @@ internal sealed class RegistryClient : IDisposable
                 length += read;
             if (SerdeJsonParser.Parse(buffer.AsSpan(0, length)) is JObject { } json && json["errors"] is JArray { Items.Count: > 0 } errors)
             {
-                return reason + ": " + string.Join("; ", errors.Items.OfType<JObject>().Select(e =>
-                    $"{(e["code"] as JString)?.Value} {(e["message"] as JString)?.Value}".Trim()));
+                return Printable(reason + ": " + string.Join("; ", errors.Items.OfType<JObject>().Select(e =>
+                    $"{(e["code"] as JString)?.Value} {(e["message"] as JString)?.Value}".Trim())));
             }
         }
         catch (Exception ex) when (ex is FormatException or IOException or HttpRequestException)
@@ -287,7 +290,7 @@ internal sealed class RegistryClient : IDisposable
             // Not the spec's error JSON (a proxy's HTML page, say): the status line says enough.
         }
 
-        return reason;
+        return Printable(reason);
     }
 
     private static string Printable(string text) => EifFormat.PrintableText.Of(text, 200);
