@@ -128,6 +128,28 @@ public class BuildEnclaveTests : IDisposable
         Assert.Single(stderr.TrimEnd('\n').Split('\n'), l => l.StartsWith("eif: ", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void BuildEnclave_DaemonUnreachable_NamesTheSocketAndExitsSix()
+    {
+        string output = Path.Combine(_dir, "d.eif");
+        string? saved = Environment.GetEnvironmentVariable("DOCKER_HOST");
+        Environment.SetEnvironmentVariable("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+        try
+        {
+            var (code, stdout, stderr) = Run("build-enclave", "--docker-uri", "example/app:1", "--blobs", _blobs, "--output-file", output);
+
+            Assert.Equal(ExitCode.ImageUnavailable, code);
+            Assert.Empty(stdout);
+            Assert.Contains("/nonexistent/docker.sock", stderr);
+            Assert.Contains("dockerd", stderr);
+            Assert.False(System.IO.File.Exists(output));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("DOCKER_HOST", saved);
+        }
+    }
+
     [Theory]
     [InlineData("--docker-uri a --image oci:x")]
     [InlineData("--docker-dir .")]
