@@ -55,20 +55,18 @@ public sealed class OciLayoutSource : IImageSource
         JObject chosen = Choose(manifests);
         JObject manifest = ResolveManifest(chosen, architecture, depth: 0);
         var configDescriptor = manifest["config"] as JObject ?? throw Invalid("the manifest has no 'config'");
-        Digest configDigest = DescriptorDigest(configDescriptor, "the config");
-        byte[] config = ReadBlob(configDigest, DescriptorSize(configDescriptor), ImageConfig.MaxSize, "the config");
+        Digest configDigest = OciDescriptors.DigestOf(configDescriptor, _description, "the config");
+        byte[] config = ReadBlob(configDigest, OciDescriptors.SizeOf(configDescriptor), ImageConfig.MaxSize, "the config");
         var layers = new List<LayerBlob>();
-        foreach (var (layer, i) in ((manifest["layers"] as JArray)?.Items ?? []).OfType<JObject>().Select((l, i) => (l, i)))
+        var descriptors = OciDescriptors.Layers(manifest, _description);
+        for (int i = 0; i < descriptors.Count; i++)
         {
-            string mediaType = (layer["mediaType"] as JString)?.Value ?? string.Empty;
-            if (!MediaTypes.IsLayer(mediaType))
-                throw new EnclaveBuildException(BuildError.UnsupportedMediaType, $"{_description}: layer {i} has media type '{mediaType}', not a tar layer");
-            Digest digest = DescriptorDigest(layer, $"layer {i}");
+            var (layer, mediaType, digest) = descriptors[i];
             string path = BlobPath(digest);
             if (!_files.Exists(path))
                 throw Invalid($"layer {i} ({digest}) is missing from the layout");
             FileRange range = _files.Range(path);
-            long? size = DescriptorSize(layer);
+            long? size = OciDescriptors.SizeOf(layer);
             if (size is not null && size != range.Length)
                 throw new EnclaveBuildException(BuildError.DigestMismatch, $"{_description}: layer {i} ({digest}) is {range.Length} bytes, its descriptor says {size}");
             layers.Add(new LayerBlob($"{_description} layer {i} ({digest})", digest, mediaType, range.Length, () => _files.Open(path), range));
@@ -110,23 +108,14 @@ public sealed class OciLayoutSource : IImageSource
     private JObject ResolveManifest(JObject descriptor, string architecture, int depth)
     {
         string mediaType = (descriptor["mediaType"] as JString)?.Value ?? string.Empty;
-        Digest digest = DescriptorDigest(descriptor, "a manifest");
-        JObject document = ParseObject(ReadBlob(digest, DescriptorSize(descriptor), MaxManifestSize, $"manifest {digest}"), $"manifest {digest}");
+        Digest digest = OciDescriptors.DigestOf(descriptor, _description, "a manifest");
+        JObject document = ParseObject(ReadBlob(digest, OciDescriptors.SizeOf(descriptor), MaxManifestSize, $"manifest {digest}"), $"manifest {digest}");
         mediaType = mediaType.Length > 0 ? mediaType : (document["mediaType"] as JString)?.Value ?? string.Empty;
         if (mediaType is MediaTypes.OciIndex or MediaTypes.DockerManifestList)
         {
             if (depth > 2)
                 throw Invalid("image indexes nest too deep");
-            var entries = (document["manifests"] as JArray)?.Items.OfType<JObject>().ToList() ?? [];
-            var match = entries.FirstOrDefault(m => m["platform"] is JObject p
-                && (p["os"] as JString)?.Value == "linux" && (p["architecture"] as JString)?.Value == architecture);
-            if (match is null)
-            {
-                string platforms = string.Join(", ", entries.Select(m => m["platform"] is JObject p ? $"{(p["os"] as JString)?.Value}/{(p["architecture"] as JString)?.Value}" : "?"));
-                throw new EnclaveBuildException(BuildError.UnsupportedPlatform, $"{_description}: the image index has no linux/{architecture} image (it has: {platforms})");
-            }
-
-            return ResolveManifest(match, architecture, depth + 1);
+            return ResolveManifest(OciDescriptors.ChoosePlatform(document, architecture, _description), architecture, depth + 1);
         }
 
         if (mediaType is not (MediaTypes.OciManifest or MediaTypes.DockerManifest))
@@ -143,12 +132,6 @@ public sealed class OciLayoutSource : IImageSource
         digest.Verify(bytes, $"{_description}: {what}");
         return bytes;
     }
-
-    private Digest DescriptorDigest(JObject descriptor, string what) =>
-        Digest.Parse((descriptor["digest"] as JString)?.Value ?? string.Empty, $"{_description}: {what}");
-
-    private static long? DescriptorSize(JObject descriptor) =>
-        descriptor["size"] is JNumber n && long.TryParse(n.Text, out long size) ? size : null;
 
     private static string BlobPath(Digest digest) => $"blobs/{digest.Algorithm}/{digest.Hex}";
 

@@ -53,29 +53,25 @@ public sealed class RegistrySource : IImageSource
         {
             if (depth == 2)
                 throw Invalid("image indexes nest too deep");
-            JObject chosen = ChoosePlatform(manifest, architecture);
-            Digest child = DescriptorDigest(chosen, $"the index's linux/{architecture} entry");
-            (manifest, mediaType, digest) = FetchManifest(child.ToString(), child, DescriptorSize(chosen), cancellationToken);
+            JObject chosen = OciDescriptors.ChoosePlatform(manifest, architecture, _description);
+            Digest child = OciDescriptors.DigestOf(chosen, _description, $"the index's linux/{architecture} entry");
+            (manifest, mediaType, digest) = FetchManifest(child.ToString(), child, OciDescriptors.SizeOf(chosen), cancellationToken);
         }
 
         if (mediaType is not (MediaTypes.OciManifest or MediaTypes.DockerManifest))
             throw new EnclaveBuildException(BuildError.UnsupportedMediaType, $"{_description}: manifest media type '{EifFormat.PrintableText.Of(mediaType, 100)}' is not an OCI or Docker v2 image manifest");
 
         var configDescriptor = manifest["config"] as JObject ?? throw Invalid($"manifest {digest} has no 'config'");
-        Digest configDigest = DescriptorDigest(configDescriptor, "the config");
-        byte[] config = FetchSmallBlob(configDigest, DescriptorSize(configDescriptor), ImageConfig.MaxSize, "the config", cancellationToken);
+        Digest configDigest = OciDescriptors.DigestOf(configDescriptor, _description, "the config");
+        byte[] config = FetchSmallBlob(configDigest, OciDescriptors.SizeOf(configDescriptor), ImageConfig.MaxSize, "the config", cancellationToken);
 
         _temporary ??= CreateTemporaryDirectory();
         var layers = new List<LayerBlob>();
-        var descriptors = ((manifest["layers"] as JArray)?.Items ?? []).ToList();
+        var descriptors = OciDescriptors.Layers(manifest, _description);
         for (int i = 0; i < descriptors.Count; i++)
         {
-            var layer = descriptors[i] as JObject ?? throw Invalid($"layers[{i}] is not a descriptor");
-            string layerType = (layer["mediaType"] as JString)?.Value ?? string.Empty;
-            if (!MediaTypes.IsLayer(layerType))
-                throw new EnclaveBuildException(BuildError.UnsupportedMediaType, $"{_description}: layer {i} has media type '{EifFormat.PrintableText.Of(layerType, 100)}', not a tar layer");
-            Digest layerDigest = DescriptorDigest(layer, $"layer {i}");
-            long size = DescriptorSize(layer) ?? throw Invalid($"layer {i} has no 'size'");
+            var (layer, layerType, layerDigest) = descriptors[i];
+            long size = OciDescriptors.SizeOf(layer) ?? throw Invalid($"layer {i} has no 'size'");
             // Named by digest: a second Resolve (another architecture) may reuse what an earlier one downloaded.
             string path = Path.Combine(_temporary, $"{layerDigest.Algorithm}-{layerDigest.Hex}");
             string what = $"{_description} layer {i} ({layerDigest})";
@@ -133,15 +129,6 @@ public sealed class RegistrySource : IImageSource
         // The document's own mediaType wins over the Content-Type header (image-spec manifest.md: it SHOULD be set).
         string mediaType = (document["mediaType"] as JString)?.Value ?? response.Content.Headers.ContentType?.MediaType ?? string.Empty;
         return (document, mediaType, digest);
-    }
-
-    private JObject ChoosePlatform(JObject index, string architecture)
-    {
-        var entries = (index["manifests"] as JArray)?.Items.OfType<JObject>().ToList() ?? [];
-        static string? Field(JObject entry, string key) => ((entry["platform"] as JObject)?[key] as JString)?.Value;
-        return entries.FirstOrDefault(m => Field(m, "os") == "linux" && Field(m, "architecture") == architecture)
-            ?? throw new EnclaveBuildException(BuildError.UnsupportedPlatform,
-                $"{_description}: the image index has no linux/{architecture} image (it has: {string.Join(", ", entries.Select(m => $"{Field(m, "os") ?? "?"}/{Field(m, "architecture") ?? "?"}"))})");
     }
 
     private byte[] FetchSmallBlob(Digest digest, long? size, int max, string what, CancellationToken cancellationToken)
@@ -217,12 +204,6 @@ public sealed class RegistrySource : IImageSource
         Directory.CreateDirectory(path);
         return path;
     }
-
-    private Digest DescriptorDigest(JObject descriptor, string what) =>
-        Digest.Parse((descriptor["digest"] as JString)?.Value ?? string.Empty, $"{_description}: {what}");
-
-    private static long? DescriptorSize(JObject descriptor) =>
-        descriptor["size"] is JNumber n && long.TryParse(n.Text, out long size) ? size : null;
 
     private EnclaveBuildException Invalid(string detail) => new(BuildError.InvalidImage, $"{_description}: {detail}");
 }
