@@ -93,11 +93,11 @@ public static class EnclaveBuilder
 
         using var store = new LayerStore(request.TemporaryDirectory);
         var tree = new RootFsTree(request.Warn);
-        for (int i = 0; i < image.Layers.Count; i++)
+        request.Progress?.Invoke($"reading {image.Layers.Count} layers", 0);
+        foreach (MaterializedLayer layer in store.AddAll(image.Layers, config.DiffIds, Environment.ProcessorCount, cancellationToken))
         {
-            request.Progress?.Invoke($"reading layer {i + 1} of {image.Layers.Count}", store.BytesIndexed);
-            MaterializedLayer layer = store.Add(image.Layers[i], config.DiffIds[i], cancellationToken);
-            tree.ApplyLayer(i, layer.Entries, layer.What);
+            tree.ApplyLayer(layer.Index, layer.Entries, layer.What);
+            request.Progress?.Invoke($"merged layer {layer.Index + 1} of {image.Layers.Count}", store.BytesIndexed);
         }
 
         foreach (string mountPoint in RamdiskLayout.MountPoints)
@@ -174,6 +174,6 @@ public static class EnclaveBuilder
             ("RepoDigests", new JArray([])),
             ("RepoTags", new JArray(image.Reference is { } r ? [new JString(r)] : [])),
             ("RootFS", JObject.Of(("Layers", new JArray(config.DiffIds.Select(d => (JValue)new JString(d.ToString())))), ("Type", new JString("layers")))),
-            ("Size", JNumber.From(store.Layers.Sum(l => l.Tar.Length)))).WithSortedKeys();
+            ("Size", JNumber.From(store.Tars.Sum(t => t?.Length ?? 0)))).WithSortedKeys();
     }
 }

@@ -57,9 +57,7 @@ public class RegistrySourceTests : IClassFixture<RegistrySourceTests.HtpasswdReg
     {
         var config = ImageConfig.Parse(image.Config, image.Description);
         using var store = new LayerStore(temp);
-        for (int i = 0; i < image.Layers.Count; i++)
-            store.Add(image.Layers[i], config.DiffIds[i], CancellationToken.None);
-        return [.. store.Layers];
+        return [.. store.AddAll(image.Layers, config.DiffIds, parallelism: 2, CancellationToken.None)];
     }
 
     [Theory]

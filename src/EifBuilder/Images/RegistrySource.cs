@@ -19,6 +19,7 @@ public sealed class RegistrySource : IImageSource
     private readonly string _description;
     private readonly ImageSources.Options _options;
     private readonly RegistryClient _client;
+    private readonly Lock _downloads = new();
     private string? _temporary;
 
     private RegistrySource(ImageReference reference, string description, ImageSources.Options options, Func<string, string?> environment)
@@ -144,6 +145,18 @@ public sealed class RegistrySource : IImageSource
     // Downloads a layer once (into a file next to its final name, renamed when complete and verified), then opens it.
     private FileStream OpenLayer(int index, int count, Digest digest, long size, string path, bool deleteOnClose, CancellationToken cancellationToken)
     {
+        // The builder reads layers two at a time; downloads go one at a time (one connection, one token).
+        lock (_downloads)
+        {
+            DownloadOnce(index, count, digest, size, path, cancellationToken);
+        }
+
+        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1,
+            deleteOnClose ? FileOptions.SequentialScan | FileOptions.DeleteOnClose : FileOptions.SequentialScan);
+    }
+
+    private void DownloadOnce(int index, int count, Digest digest, long size, string path, CancellationToken cancellationToken)
+    {
         if (!File.Exists(path))
         {
             _options.Log($"{_description}: downloading layer {index + 1} of {count} ({digest}, {size} bytes)");
@@ -158,9 +171,6 @@ public sealed class RegistrySource : IImageSource
                 File.Delete(partial);
             }
         }
-
-        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1,
-            deleteOnClose ? FileOptions.SequentialScan | FileOptions.DeleteOnClose : FileOptions.SequentialScan);
     }
 
     // Streams a blob to a file, hashing and counting as it goes: never more than the descriptor's size is accepted.

@@ -10,7 +10,7 @@ namespace EifBuilder.Layers;
 /// <param name="Index">Position, bottom first.</param>
 /// <param name="What">Name for messages.</param>
 /// <param name="Tar">The uncompressed tar: in place in the source file, or a temporary file.</param>
-/// <param name="Entries">The entries, in tar order.</param>
+/// <param name="Entries">The entries, in tar order (not kept by the store: merge them, then let them go).</param>
 public sealed record MaterializedLayer(int Index, string What, FileRange Tar, IReadOnlyList<TarEntry> Entries);
 
 /// <summary>
@@ -22,9 +22,10 @@ public sealed record MaterializedLayer(int Index, string What, FileRange Tar, IR
 /// </summary>
 public sealed class LayerStore : IDisposable
 {
-    private readonly List<MaterializedLayer> _layers = [];
+    private readonly List<FileRange?> _tars = [];
     private readonly Dictionary<string, FileStream> _open = new(StringComparer.Ordinal);
     private readonly string _temporary;
+    private long _bytesIndexed;
 
     /// <summary>Creates a store with its temporary folder under <paramref name="tempRoot"/> (default: the system's).</summary>
     public LayerStore(string? tempRoot = null)
@@ -38,11 +39,68 @@ public sealed class LayerStore : IDisposable
         }
     }
 
-    /// <summary>The layers added so far.</summary>
-    public IReadOnlyList<MaterializedLayer> Layers => _layers;
+    /// <summary>The uncompressed tar of each layer read so far, by index.</summary>
+    public IReadOnlyList<FileRange?> Tars => _tars;
 
     /// <summary>Bytes of uncompressed tar read so far (for progress).</summary>
-    public long BytesIndexed { get; private set; }
+    public long BytesIndexed => Interlocked.Read(ref _bytesIndexed);
+
+    /// <summary>
+    /// Reads, checks and indexes every layer, yielding them bottom first. Layers are independent until they are
+    /// merged, so up to <paramref name="parallelism"/> are read at once (each on its own thread: digest, decompression
+    /// and indexing), which puts a second core to work on multi-layer images; at most that many layers' entry lists
+    /// are held before the caller takes them.
+    /// </summary>
+    /// <exception cref="EnclaveBuildException">As <see cref="Add"/>.</exception>
+    public IEnumerable<MaterializedLayer> AddAll(IReadOnlyList<LayerBlob> blobs, IReadOnlyList<Digest> diffIds, int parallelism, CancellationToken cancellationToken)
+    {
+        int first = _tars.Count;
+        for (int i = 0; i < blobs.Count; i++)
+            _tars.Add(null);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var pending = new Task<MaterializedLayer>?[blobs.Count];
+        void Start(int i)
+        {
+            if (i < blobs.Count)
+                pending[i] = Task.Factory.StartNew(() => Read(first + i, blobs[i], diffIds[i], stop.Token), stop.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+
+        for (int i = 0; i < Math.Max(1, parallelism); i++)
+            Start(i);
+        try
+        {
+            for (int i = 0; i < blobs.Count; i++)
+            {
+                MaterializedLayer layer;
+                try
+                {
+                    layer = pending[i]!.GetAwaiter().GetResult();
+                }
+                finally
+                {
+                    pending[i] = null;
+                }
+
+                Start(i + Math.Max(1, parallelism));
+                yield return layer;
+            }
+        }
+        finally
+        {
+            // On an error or an early stop, let the readers still running finish before the store is disposed.
+            stop.Cancel();
+            foreach (var task in pending)
+            {
+                try
+                {
+                    task?.Wait(CancellationToken.None);
+                }
+                catch (AggregateException)
+                {
+                }
+            }
+        }
+    }
 
     /// <summary>Reads, checks and indexes the next layer.</summary>
     /// <param name="blob">The layer as the source offers it.</param>
@@ -51,7 +109,12 @@ public sealed class LayerStore : IDisposable
     /// <exception cref="EnclaveBuildException"><see cref="BuildError.DigestMismatch"/>, <see cref="BuildError.InvalidLayer"/> or <see cref="BuildError.UnsupportedMediaType"/>.</exception>
     public MaterializedLayer Add(LayerBlob blob, Digest diffId, CancellationToken cancellationToken)
     {
-        int index = _layers.Count;
+        _tars.Add(null);
+        return Read(_tars.Count - 1, blob, diffId, cancellationToken);
+    }
+
+    private MaterializedLayer Read(int index, LayerBlob blob, Digest diffId, CancellationToken cancellationToken)
+    {
         using var blobHash = blob.Digest?.CreateHash();
         using var diffHash = diffId.CreateHash();
         using var peekable = new PeekableStream(blob.Open());
@@ -93,7 +156,7 @@ public sealed class LayerStore : IDisposable
 
             reader.Drain();
             stored.Drain(); // whatever follows the compressed stream belongs to the blob's digest too
-            BytesIndexed += uncompressed.BytesRead;
+            Interlocked.Add(ref _bytesIndexed, uncompressed.BytesRead);
 
             if (blob.Digest is { } digest)
                 digest.VerifyHash(blobHash!.GetHashAndReset(), blob.What);
@@ -107,9 +170,9 @@ public sealed class LayerStore : IDisposable
             range = temporaryPath is not null
                 ? new FileRange(temporaryPath, 0, uncompressed.BytesRead)
                 : blob.Location! with { Length = uncompressed.BytesRead };
-            var layer = new MaterializedLayer(index, blob.What, range, entries);
-            _layers.Add(layer);
-            return layer;
+            lock (_tars)
+                _tars[index] = range;
+            return new MaterializedLayer(index, blob.What, range, entries);
         }
         catch (Exception ex) when (ex is InvalidDataException or InvalidOperationException or SharpCompress.Compressors.ZStandard.ZstdException || ex.GetType().Namespace?.StartsWith("SharpCompress", StringComparison.Ordinal) == true)
         {
@@ -125,7 +188,7 @@ public sealed class LayerStore : IDisposable
     /// <summary>Opens a file's data inside a layer (shares one handle per layer file; do not read two at once).</summary>
     public Stream OpenData(int layer, long offset, long size)
     {
-        FileRange tar = _layers[layer].Tar;
+        FileRange tar = _tars[layer] ?? throw new InvalidOperationException($"Layer {layer} has not been read.");
         if (!_open.TryGetValue(tar.Path, out FileStream? file))
             _open[tar.Path] = file = new FileStream(tar.Path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
         return new RangeStream(file, tar.Offset + offset, size, ownsInner: false);

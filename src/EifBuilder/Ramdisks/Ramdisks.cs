@@ -97,16 +97,19 @@ public static class RamdiskLayout
         long builderTime = Clamp(BuilderModTime);
         yield return new CpioEntry("rootfs", CpioKind.Directory, 0x1ED, 0, 0, builderTime, 0);
 
-        var entries = tree.Walk().ToList();
+        // Two walks, so that no list of every path is held: one counts the names of hard-linked files, one emits.
         var names = new Dictionary<RootFsInode, int>(ReferenceEqualityComparer.Instance);
-        foreach (var (_, node) in entries)
+        foreach (var (_, node) in tree.Walk())
         {
             if (node.Inode.Kind == TarEntryKind.File)
                 names[node.Inode] = names.GetValueOrDefault(node.Inode) + 1;
         }
 
+        foreach (var inode in names.Where(n => n.Value == 1).Select(n => n.Key).ToList())
+            names.Remove(inode); // only hard-linked files need remembering
+
         var emitted = new Dictionary<RootFsInode, int>(ReferenceEqualityComparer.Instance);
-        foreach (var (path, node) in entries)
+        foreach (var (path, node) in tree.Walk())
         {
             RootFsInode inode = node.Inode;
             string name = "rootfs/" + path;
@@ -128,8 +131,8 @@ public static class RamdiskLayout
                     yield return new CpioEntry(name, CpioKind.Fifo, inode.Mode, inode.Uid, inode.Gid, mtime, 0);
                     break;
                 default:
-                    int count = names[inode];
-                    int seen = emitted[inode] = emitted.GetValueOrDefault(inode) + 1;
+                    int count = names.GetValueOrDefault(inode, 1);
+                    int seen = count == 1 ? 1 : emitted[inode] = emitted.GetValueOrDefault(inode) + 1;
                     bool carriesData = seen == count;
                     long size = carriesData ? inode.Size : 0;
                     yield return new CpioEntry(name, CpioKind.File, inode.Mode, inode.Uid, inode.Gid, mtime, size,

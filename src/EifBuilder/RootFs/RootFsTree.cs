@@ -119,8 +119,8 @@ public sealed class RootFsTree
     public void ApplyLayer(int layer, IReadOnlyList<TarEntry> entries, string what)
     {
         // Whiteouts and opaque markers hide what LOWER layers put there, never this layer's own entries: apply them
-        // all first, then the entries (OCI image-spec layer.md, "Whiteouts").
-        var regular = new List<(TarEntry Entry, string[] Path)>(entries.Count);
+        // all first, then the entries (OCI image-spec layer.md, "Whiteouts"). Two passes over the entries rather than
+        // a list of the regular ones: names are cleaned twice, but nothing per entry is held between the passes.
         foreach (var entry in entries)
         {
             string[] path = Clean(entry.Name, what);
@@ -145,14 +145,15 @@ public sealed class RootFsTree
 
                 if (Lookup(path[..^1], what) is { Children: { } siblings })
                     siblings.Remove(hidden);
-                continue;
             }
-
-            regular.Add((entry, path));
         }
 
-        foreach (var (entry, path) in regular)
-            Add(layer, entry, path, what);
+        foreach (var entry in entries)
+        {
+            string[] path = Clean(entry.Name, what, warn: false);
+            if (path.Length > 0 && !path[^1].StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+                Add(layer, entry, path, what);
+        }
     }
 
     /// <summary>Ensures a directory exists at <paramref name="name"/> under the root (e.g. a mount point).</summary>
@@ -327,9 +328,9 @@ public sealed class RootFsTree
 
     // An entry name as components: "./" and empty parts dropped, ".." applied; climbing past the root is an error,
     // a leading '/' is taken relative to the root (as Docker's unpacker joins it under the destination).
-    private string[] Clean(string name, string what)
+    private string[] Clean(string name, string what, bool warn = true)
     {
-        if (name.StartsWith('/'))
+        if (warn && name.StartsWith('/'))
             _warn($"{what}: '{Show(name)}' is an absolute name; taken relative to the root");
         var stack = new List<string>();
         foreach (string part in name.Split('/'))
