@@ -84,6 +84,29 @@ public sealed record EnclaveBlobs(
         string configName = Path.GetFileName(kernelPath) + ".config";
         string? config = new[] { Path.Combine(Path.GetDirectoryName(kernelPath) ?? ".", configName), folder is null ? null : Path.Combine(folder, KernelName(architecture) + ".config") }
             .FirstOrDefault(p => p is not null && File.Exists(p));
-        return new EnclaveBlobs(kernelPath, text, initPath, nsmPath, config, [], origin ?? "the options");
+        return new EnclaveBlobs(kernelPath, text, initPath, nsmPath, config, ModuleFiles(folder, init), origin ?? "the options");
+    }
+
+    // A runtime folder may carry modules/order (one path per line, relative to the folder) and the modules it lists:
+    // the init loads them in that order. Only with the folder's own init: another init would not know the list.
+    private static IReadOnlyList<(string Name, string Path)> ModuleFiles(string? folder, string? initOverride)
+    {
+        if (folder is null || initOverride is not null)
+            return [];
+        string order = Path.Combine(folder, "modules", "order");
+        if (!File.Exists(order))
+            return [];
+        var files = new List<(string, string)> { ("modules/order", order) };
+        foreach (string line in File.ReadLines(order).Select(l => l.Trim()).Where(l => l.Length > 0))
+        {
+            string full = Path.GetFullPath(Path.Combine(folder, line));
+            if (!full.StartsWith(Path.GetFullPath(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal) || line.Contains("..", StringComparison.Ordinal))
+                throw new EnclaveBuildException(BuildError.MissingBlob, $"{order}: '{EifFormat.PrintableText.Of(line, 100)}' is outside the blobs folder");
+            if (!File.Exists(full))
+                throw new EnclaveBuildException(BuildError.MissingBlob, $"{order} lists '{line}', which is missing");
+            files.Add((line, full));
+        }
+
+        return files;
     }
 }

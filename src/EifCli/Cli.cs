@@ -17,6 +17,7 @@ internal static class Cli
         root.Subcommands.Add(new PcrCommand(stdout));
         root.Subcommands.Add(new VerifyEifCommand(stdout, stderr));
         root.Subcommands.Add(new SignEifCommand(stdout, stderr));
+        root.Subcommands.Add(new RuntimeCommand(stdout, stderr));
         return root;
     }
 

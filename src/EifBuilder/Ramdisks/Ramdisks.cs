@@ -65,7 +65,7 @@ public static class RamdiskLayout
     /// <summary>
     /// The bootstrap ramdisk exactly as nitro-cli's linuxkit writes it: <c>dev</c>, <c>init</c>, <c>nsm.ko</c> (when
     /// given), each root-owned at <see cref="BuilderModTime"/>, so that the same blobs give nitro-cli's PCR1. Extra
-    /// files (kernel modules the runtime loads) follow.
+    /// files (the default runtime's <c>modules/order</c> and modules) follow, their folders before them.
     /// </summary>
     public static IEnumerable<CpioEntry> Bootstrap(string initPath, string? nsmPath, IReadOnlyList<(string Name, string Path)> extraFiles)
     {
@@ -73,8 +73,20 @@ public static class RamdiskLayout
         yield return FileEntry("init", initPath);
         if (nsmPath is not null)
             yield return FileEntry("nsm.ko", nsmPath);
+        var directories = new HashSet<string>(StringComparer.Ordinal) { "dev" };
         foreach (var (name, path) in extraFiles)
+        {
+            // Parent folders first (e.g. "modules" for "modules/order"), each once.
+            string[] parts = name.Split('/');
+            for (int i = 1; i < parts.Length; i++)
+            {
+                string directory = string.Join('/', parts[..i]);
+                if (directories.Add(directory))
+                    yield return new CpioEntry(directory, CpioKind.Directory, 0x1ED, 0, 0, BuilderModTime, 0);
+            }
+
             yield return FileEntry(name, path);
+        }
 
         static CpioEntry FileEntry(string name, string path)
         {
