@@ -73,7 +73,9 @@ internal static class DefaultRuntime
                     $"building the enclave init failed ({EifFormat.PrintableText.Of(all.Split('\n').LastOrDefault() ?? string.Empty, 200)}); it needs gcc or musl-gcc (apt-get install musl-tools)");
             }
 
-            return all.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()?.Trim() ?? "built";
+            string line = all.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()?.Trim() ?? "built";
+            return line.Replace(Path.Combine(output, "init"), "init", StringComparison.Ordinal); // no temporary path in the manifest
+
         }
         finally
         {
