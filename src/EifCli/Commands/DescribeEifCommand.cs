@@ -71,14 +71,7 @@ internal sealed class DescribeEifCommand : Command
         ("Signature", new JString(certificate.SignatureText)));
 
     /// <summary>Why a signature check failed, in one sentence, or null when it passed.</summary>
-    internal static string? SignatureFailure(EifSignatureCheck check, byte[] pcr0)
-    {
-        if (!check.SignatureVerified)
-            return $"signature check failed: the {check.Algorithm} COSE signature does not verify with the signing certificate's key (subject {check.Certificate.Subject})";
-        if (!check.PayloadMatchesPcr0)
-            return $"signature check failed: the signature signs PCR0 {Pcr.ToHex(check.SignedPcr0)}, but the image's PCR0 is {Pcr.ToHex(pcr0)}";
-        return null;
-    }
+    internal static string? SignatureFailure(EifSignatureCheck check, byte[] pcr0) => check.FailureReason(pcr0);
 
     // nitro-cli flattens the CustomMetadata object's keys into Metadata. Where that is impossible (a non-object
     // value, on which nitro-cli itself fails, or a key that would collide with a build key) the value is printed

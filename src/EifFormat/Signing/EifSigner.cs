@@ -13,6 +13,17 @@ public sealed record EifSignatureCheck(
 {
     /// <summary>Both hold: what nitro-cli's describe-eif reports as <c>SignatureCheck</c> (and what it errors on otherwise).</summary>
     public bool Passed => SignatureVerified && PayloadMatchesPcr0;
+
+    /// <summary>Why the check failed, in one clause naming the algorithm, subject or both PCR0 values; null when it passed.</summary>
+    /// <param name="pcr0">The image's PCR0.</param>
+    public string? FailureReason(byte[] pcr0)
+    {
+        if (!SignatureVerified)
+            return $"signature check failed: the {Algorithm} COSE signature does not verify with the signing certificate's key (subject {Certificate.Subject})";
+        if (!PayloadMatchesPcr0)
+            return $"signature check failed: the signature signs PCR0 {Pcr.ToHex(SignedPcr0)}, but the image's PCR0 is {Pcr.ToHex(pcr0)}";
+        return null;
+    }
 }
 
 /// <summary>What a detached signer must sign (spec §7.3; RFC 9052 §4.4).</summary>
