@@ -18,6 +18,11 @@ internal static class Cli
         root.Subcommands.Add(new VerifyEifCommand(stdout, stderr));
         root.Subcommands.Add(new SignEifCommand(stdout, stderr));
         root.Subcommands.Add(new RuntimeCommand(stdout, stderr));
+        root.Subcommands.Add(new RunEnclaveCommand(stdout, stderr));
+        root.Subcommands.Add(new DescribeEnclavesCommand(stdout, stderr));
+        root.Subcommands.Add(new TerminateEnclaveCommand(stdout, stderr));
+        root.Subcommands.Add(new ConsoleCommand(stdout, stderr));
+        root.Subcommands.Add(new EnclaveProcessCommand());
         return root;
     }
 
@@ -47,7 +52,7 @@ internal static class Cli
         catch (Exception ex)
         {
             (int code, string message) = Describe(ex);
-            stderr.WriteLine($"eif: {message}");
+            stderr.WriteLine(ex is Launcher.EnclaveException ? message : $"eif: {message}");
             return code;
         }
     }
@@ -56,6 +61,8 @@ internal static class Cli
     internal static (int Code, string Message) Describe(Exception ex) => ex switch
     {
         CliException e => (e.ExitCode, e.Message),
+        // The enclave verbs report as nitro-cli does: "[ E26 ] Insufficient memory requested. ...", exit code 26.
+        Launcher.EnclaveException e => (e.Error == Launcher.LaunchError.UnspecifiedError ? ExitCode.InternalError : (int)e.Error, e.ToCliLine()),
         EifFormatException e when e.Error == EifFormatError.ChecksumMismatch => (ExitCode.VerificationFailed, e.Message),
         EifFormatException e => (ExitCode.InvalidInput, e.Message),
         EifBuilder.EnclaveBuildException e when e.Error is EifBuilder.BuildError.DaemonUnreachable or EifBuilder.BuildError.ImageNotFound

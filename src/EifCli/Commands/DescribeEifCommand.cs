@@ -76,7 +76,7 @@ internal sealed class DescribeEifCommand : Command
     // nitro-cli flattens the CustomMetadata object's keys into Metadata. Where that is impossible (a non-object
     // value, on which nitro-cli itself fails, or a key that would collide with a build key) the value is printed
     // whole under "CustomMetadata" instead, so nothing is lost and the JSON stays valid.
-    private static JObject MetadataObject(EifMetadata metadata)
+    internal static JObject MetadataObject(EifMetadata metadata)
     {
         var properties = new List<(string Key, JValue Value)>
         {

@@ -144,7 +144,7 @@ public sealed class SimulatedNitro
                 var slots = (JsonObject)state["Slots"]!;
                 foreach (var (key, value) in slots.ToList())
                 {
-                    int pid = value!["Pid"]!.GetValue<int>();
+                    int pid = (int)Number(value!["Pid"]!);
                     if (!Directory.Exists($"/proc/{pid}"))
                         slots.Remove(key);
                 }
@@ -157,6 +157,9 @@ public sealed class SimulatedNitro
             }
         }
     }
+
+    /// <summary>A number of the state, whether parsed from the file or set in this update (JsonNode does not convert between the two).</summary>
+    internal static ulong Number(JsonNode node) => ulong.Parse(node.ToJsonString(), CultureInfo.InvariantCulture);
 
     private static void WriteFile(string root, string absolutePath, string text)
     {

@@ -54,7 +54,7 @@ public sealed class SimulatedNitroDevice
             var claimed = ClaimedCpus(slots, exceptSlot: null);
             if (pool.All(claimed.Contains))
                 throw EnclaveException.Ioctl("NE_CREATE_VM", (int)NeError.NoCpusAvailableInPool);
-            ulong uid = state["NextSlot"]!.GetValue<ulong>();
+            ulong uid = SimulatedNitro.Number(state["NextSlot"]!);
             state["NextSlot"] = uid + 1;
             slots[uid.ToString(System.Globalization.CultureInfo.InvariantCulture)] = new JsonObject
             {
@@ -85,7 +85,7 @@ public sealed class SimulatedNitroDevice
             if (key == exceptSlot)
                 continue;
             foreach (JsonNode? cpu in value!["Cpus"]!.AsArray())
-                claimed.Add(cpu!.GetValue<int>());
+                claimed.Add((int)SimulatedNitro.Number(cpu!));
         }
 
         return claimed;
@@ -339,7 +339,7 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
             Cid = _device.Simulator.UpdateState(state =>
             {
                 var slots = (JsonObject)state["Slots"]!;
-                var used = slots.Where(s => s.Key != SlotKey).Select(s => s.Value!["Cid"]!.GetValue<ulong>()).ToHashSet();
+                var used = slots.Where(s => s.Key != SlotKey).Select(s => SimulatedNitro.Number(s.Value!["Cid"]!)).ToHashSet();
                 ulong cid = enclaveCid;
                 if (cid == 0)
                 {

@@ -1,0 +1,21 @@
+using Launcher.Simulation;
+
+namespace Launcher.Tests;
+
+/// <summary>Temporary folders, golden EIFs and simulators for the tests.</summary>
+internal static class TestEnvironment
+{
+    internal static string Golden(string name) => Path.Combine(AppContext.BaseDirectory, "golden", name);
+
+    /// <summary>A fresh folder under /tmp (short: Unix socket paths are limited to 108 bytes).</summary>
+    internal static string TemporaryFolder(string prefix)
+    {
+        string folder = Path.Join("/tmp", $"eif-{prefix}-{Guid.NewGuid():N}"[..24]);
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+
+    /// <summary>A simulator in a fresh folder.</summary>
+    internal static SimulatedNitro Simulator(SimulatorConfig? config = null) =>
+        SimulatedNitro.Create(TemporaryFolder("sim"), config ?? new SimulatorConfig());
+}
