@@ -63,3 +63,11 @@ public static class HugePages
     private static long Read(string counter) =>
         long.Parse(File.ReadAllText(Path.Join(Pool, counter)).Trim(), CultureInfo.InvariantCulture);
 }
+
+/// <summary>Tests that map hugepages run one at a time, so that each finds the free pages it asked for.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class HugePagesCollection
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "hugepages";
+}

@@ -1,5 +1,6 @@
 namespace Launcher.Tests;
 
+[Collection(HugePagesCollection.Name)]
 public sealed class SmokeTests
 {
     [Fact]
