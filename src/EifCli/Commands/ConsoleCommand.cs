@@ -81,7 +81,6 @@ internal sealed class ConsoleCommand : Command
             return ExitCode.Success;
         }
 
-        _stderr.WriteLine($"Connecting to the console for enclave {id ?? result.GetValue(EnclaveNameOption)}...");
         TimeSpan? after = result.GetValue(DisconnectTimeoutOption) is { } seconds ? TimeSpan.FromSeconds(seconds) : null;
         Stream(socket, _stdout, _stderr, after);
         return ExitCode.Success;

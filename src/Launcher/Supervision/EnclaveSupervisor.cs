@@ -140,18 +140,24 @@ public sealed class EnclaveSupervisor : IDisposable
         if (listener is not null)
         {
             listener.Dispose();
-            try
-            {
-                File.Delete(_socketPath);
-            }
-            catch (IOException)
-            {
-            }
+            RemoveSocketFile();
         }
 
         _consoleThread?.Join(TimeSpan.FromSeconds(5));
         _console?.Complete();
         _console?.Dispose();
+    }
+
+    private void RemoveSocketFile()
+    {
+        try
+        {
+            File.Delete(_socketPath);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _log?.Invoke($"cannot remove {_socketPath}: {ex.Message}");
+        }
     }
 
     private void AcceptLoop()
@@ -190,6 +196,7 @@ public sealed class EnclaveSupervisor : IDisposable
                     _ending = "terminated";
                     _log?.Invoke("terminate requested");
                     _enclave.Terminate();
+                    RemoveSocketFile(); // once terminate-enclave returns, describe-enclaves must not list it
                     Answer(stream, Ok(_enclave.Describe()));
                     _done.Set();
                     break;
