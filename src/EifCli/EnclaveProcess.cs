@@ -200,7 +200,10 @@ internal static class EnclaveProcess
         });
         int fd = (int)log.SafeFileHandle.DangerousGetHandle();
         if (Launcher.Interop.Libc.Dup2(fd, 1) < 0 || Launcher.Interop.Libc.Dup2(fd, 2) < 0)
-            throw new IOException($"dup2 onto the log {logPath} failed (errno {Marshal.GetLastPInvokeError()})");
+        {
+            int errno = Marshal.GetLastPInvokeError(); // read before anything else can overwrite it
+            throw new IOException($"dup2 onto the log {logPath} failed (errno {errno})");
+        }
     }
 }
 

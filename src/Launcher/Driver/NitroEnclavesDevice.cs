@@ -74,7 +74,12 @@ public sealed class NitroEnclave : IEnclaveVm
     public uint AddVcpu(uint vcpuId)
     {
         if (Libc.Ioctl(_fd, NeIoctl.AddVcpu, ref vcpuId) < 0)
-            throw EnclaveException.Ioctl($"NE_ADD_VCPU({vcpuId})", Marshal.GetLastPInvokeError());
+        {
+            // errno first: the interpolated message is evaluated before a later argument (see KernelVsock.Listen).
+            int errno = Marshal.GetLastPInvokeError();
+            throw EnclaveException.Ioctl($"NE_ADD_VCPU({vcpuId})", errno);
+        }
+
         return vcpuId; // the driver writes back the CPU it picked when 0 was passed
     }
 
@@ -92,9 +97,12 @@ public sealed class NitroEnclave : IEnclaveVm
     {
         // The driver pins the pages behind this range (get_user_pages) until the enclave fd is released; the caller
         // keeps the mapping until after Dispose (EnclaveMemory is disposed after the enclave, as nitro-cli does).
-        var region = new NeUserMemoryRegion { Flags = flags, MemorySize = size, UserspaceAddr = (ulong)userspaceAddress };
+        var region = new NeUserMemoryRegion { Flags = flags, MemorySize = size, UserspaceAddr = unchecked((ulong)userspaceAddress) };
         if (Libc.Ioctl(_fd, NeIoctl.SetUserMemoryRegion, ref region) < 0)
-            throw EnclaveException.Ioctl($"NE_SET_USER_MEMORY_REGION(0x{(ulong)userspaceAddress:x}, {size} bytes)", Marshal.GetLastPInvokeError());
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw EnclaveException.Ioctl($"NE_SET_USER_MEMORY_REGION(0x{unchecked((ulong)userspaceAddress):x}, {size} bytes)", errno);
+        }
     }
 
     /// <inheritdoc/>

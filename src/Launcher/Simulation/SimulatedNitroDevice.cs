@@ -283,9 +283,10 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
     /// <inheritdoc/>
     public void SetUserMemoryRegion(ulong flags, ulong size, nint userspaceAddress)
     {
-        string op = $"NE_SET_USER_MEMORY_REGION(0x{(ulong)userspaceAddress:x}, {size} bytes)";
+        // userspace_addr is a __u64: an address in the upper half is a negative nint, not an overflow.
+        ulong address = unchecked((ulong)userspaceAddress);
+        string op = $"NE_SET_USER_MEMORY_REGION(0x{address:x}, {size} bytes)";
         Enter("NE_SET_USER_MEMORY_REGION");
-        ulong address = (ulong)userspaceAddress;
         if (flags >= NitroEnclaves.MemoryRegionMaxFlag)
             throw Fail(op, NeError.InvalidFlagValue);
         if (size == 0 || size % Granule != 0)
@@ -385,8 +386,8 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
         }
 
         _closing.Cancel();
-        _consoleListener?.Dispose();
         _hypervisor?.Join(TimeSpan.FromSeconds(10));
+        _consoleListener?.Dispose(); // after the join: the hypervisor thread is what creates it
         lock (_gate)
         {
             foreach (DonatedRegion region in _regions)

@@ -20,12 +20,23 @@ public sealed class KernelVsock : IVsockTransport
         {
             var sockaddr = SockaddrVm.Of(address.Cid, address.Port);
             if (Libc.Bind(fd, in sockaddr, (uint)Marshal.SizeOf<SockaddrVm>()) != 0)
-                throw Failure($"bind to {address}", Marshal.GetLastPInvokeError());
+            {
+                // Read errno before the message is built: C# evaluates arguments left to right, and formatting the
+                // address may make runtime calls that overwrite the last P/Invoke error (errno 203 seen instead of 98).
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"bind to {address}", errno);
+            }
             if (Libc.Listen(fd, backlog) != 0)
-                throw Failure($"listen on {address}", Marshal.GetLastPInvokeError());
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"listen on {address}", errno);
+            }
             uint length = (uint)Marshal.SizeOf<SockaddrVm>();
             if (Libc.GetSockName(fd, out SockaddrVm bound, ref length) != 0)
-                throw Failure($"getsockname of {address}", Marshal.GetLastPInvokeError());
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"getsockname of {address}", errno);
+            }
             return new Listener(fd, new VsockAddress(bound.Cid, bound.Port));
         }
         catch
@@ -44,10 +55,16 @@ public sealed class KernelVsock : IVsockTransport
             // nitro-cli sets SO_VM_SOCKETS_CONNECT_TIMEOUT before connecting to the console (src/utils.rs Console).
             var limit = new Libc.TimeVal { Seconds = (long)timeout.TotalSeconds, Microseconds = timeout.Milliseconds * 1000L };
             if (Libc.SetSockOpt(fd, VmSockets.AF_VSOCK, VmSockets.SO_VM_SOCKETS_CONNECT_TIMEOUT, in limit, (uint)Marshal.SizeOf<Libc.TimeVal>()) != 0)
-                throw Failure($"setting the connect timeout for {address}", Marshal.GetLastPInvokeError(), LaunchError.SocketConnectTimeoutError);
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"setting the connect timeout for {address}", errno, LaunchError.SocketConnectTimeoutError);
+            }
             var sockaddr = SockaddrVm.Of(address.Cid, address.Port);
             if (Libc.Connect(fd, in sockaddr, (uint)Marshal.SizeOf<SockaddrVm>()) != 0)
-                throw Failure($"connect to {address}", Marshal.GetLastPInvokeError());
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"connect to {address}", errno);
+            }
             return new VsockConnection(new FdStream(fd), address);
         }
         catch
@@ -84,7 +101,10 @@ public sealed class KernelVsock : IVsockTransport
             uint length = (uint)Marshal.SizeOf<SockaddrVm>();
             int client = Libc.Accept4(fd, out SockaddrVm peer, ref length, VmSockets.SOCK_CLOEXEC);
             if (client < 0)
-                throw Failure($"accept on {LocalAddress}", Marshal.GetLastPInvokeError());
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw Failure($"accept on {LocalAddress}", errno);
+            }
             return new VsockConnection(new FdStream(new SafeFd(client, ownsHandle: true)), new VsockAddress(peer.Cid, peer.Port));
         }
 
