@@ -33,6 +33,14 @@ public sealed class EnclaveVerbTests : IDisposable
     {
         // Whatever a failed test left running: end it, so no enclave process outlives the test run.
         Eif(_env, "terminate-enclave", "--all");
+        try
+        {
+            Directory.Delete(_folder, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A socket still being torn down; /tmp is cleaned anyway.
+        }
     }
 
     private static string Golden(string name) => Path.Combine(AppContext.BaseDirectory, "golden", name);
