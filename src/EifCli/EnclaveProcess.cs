@@ -120,21 +120,25 @@ internal static class EnclaveProcess
                 return (int)LaunchError.EnclaveProcessSendReplyFailure;
             }
 
-            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-            {
-                context.Cancel = true;
-                supervisor.Stop();
-            });
-            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-            {
-                context.Cancel = true;
-                supervisor.Stop();
-            });
+            using IDisposable signals = StopOnSignals(supervisor);
             Console.Out.WriteLine($"{DateTimeOffset.UtcNow:O} supervising {description.EnclaveId} (CID {description.EnclaveCid})");
             string ending = supervisor.Run();
             Console.Out.WriteLine($"{DateTimeOffset.UtcNow:O} {description.EnclaveId}: {ending}; released");
             return ExitCode.Success;
         }
+    }
+
+    /// <summary>SIGTERM and SIGINT end the supervision (the enclave is terminated cleanly) instead of the process.</summary>
+    internal static IDisposable StopOnSignals(EnclaveSupervisor supervisor)
+    {
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            supervisor.Stop();
+        }
+
+        var registrations = new[] { PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop), PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop) };
+        return new Registrations(registrations);
     }
 
     /// <summary>How to run this program again: the <c>eif</c> apphost next to this assembly, else <c>dotnet eif.dll</c>.</summary>
@@ -158,6 +162,15 @@ internal static class EnclaveProcess
             start.ArgumentList.Add(arg);
         start.UseShellExecute = false;
         return start;
+    }
+
+    private sealed class Registrations(PosixSignalRegistration[] registrations) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (PosixSignalRegistration registration in registrations)
+                registration.Dispose();
+        }
     }
 
     private static EnclaveDescription Answer(string line)

@@ -298,6 +298,17 @@ public sealed class InteropTests
         Assert.True(enclave.WaitForEvent(TimeSpan.FromSeconds(5)));
     }
 
+    [Fact]
+    public void WaitForEvent_AfterDispose_ThrowsEnclaveEventWaitErrorNotObjectDisposed()
+    {
+        // A supervisor watches the fd while terminate closes it on another thread: the watcher must get the
+        // launcher's exception (which it handles), not ObjectDisposedException (which would end the process).
+        var enclave = new NitroEnclave(OpenDevNull(), slotUid: 0);
+        enclave.Dispose();
+        EnclaveException ex = Assert.Throws<EnclaveException>(() => enclave.WaitForEvent(TimeSpan.FromMilliseconds(50)));
+        Assert.Equal(LaunchError.EnclaveEventWaitError, ex.Error);
+    }
+
     // --- opening the device -------------------------------------------------------------------------------------
 
     [Fact]

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using Launcher;
 using Launcher.Supervision;
 
@@ -101,16 +100,7 @@ internal sealed class RunEnclaveCommand : Command
         using EnclaveSupervisor supervisor = EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), request, folder, line => _stderr.WriteLine(line));
         EnclaveDescription description = supervisor.Enclave.Describe();
         Output.WriteJson(_stdout, EnclaveJson.Run(description));
-        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            supervisor.Stop();
-        });
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-        {
-            context.Cancel = true;
-            supervisor.Stop();
-        });
+        using IDisposable signals = EnclaveProcess.StopOnSignals(supervisor);
         Thread? console = null;
         if (attach)
         {

@@ -122,7 +122,16 @@ public sealed class NitroEnclave : IEnclaveVm
         bool added = false;
         try
         {
-            _fd.DangerousAddRef(ref added);
+            try
+            {
+                _fd.DangerousAddRef(ref added);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Terminated from another thread while this one watched: the same answer poll gives a closed fd.
+                throw new EnclaveException(LaunchError.EnclaveEventWaitError, "poll on the enclave descriptor: it is closed (the enclave was terminated)", Libc.EBADF);
+            }
+
             var pfd = new Libc.PollFd { Fd = _fd.Fd, Events = Libc.POLLIN };
             int milliseconds = timeout == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Min(int.MaxValue, Math.Ceiling(timeout.TotalMilliseconds));
             int rc = Libc.Poll(ref pfd, 1, milliseconds);
