@@ -7,14 +7,35 @@ namespace Launcher.Simulation;
 /// (<c>KernelPageSize</c>). The simulator uses it for the driver's region checks: accessible (<c>access_ok</c>),
 /// hugetlbfs-backed (<c>PageHuge</c>), page size a multiple of 2 MiB.
 /// </summary>
-internal static class ProcessMemoryMap
+internal static partial class ProcessMemoryMap
 {
     internal readonly record struct Mapping(ulong Start, ulong End, ulong KernelPageSize);
 
     /// <summary>The mappings overlapping [start, start + length), in address order.</summary>
-    internal static List<Mapping> Overlapping(ulong start, ulong length)
+    internal static List<Mapping> Overlapping(ulong start, ulong length) => Overlapping(All(), start, length);
+
+    /// <summary>The mappings of <paramref name="all"/> overlapping [start, start + length).</summary>
+    internal static List<Mapping> Overlapping(List<Mapping> all, ulong start, ulong length)
     {
         ulong end = start + length;
+        return all.Where(m => m.Start < end && m.End > start).ToList();
+    }
+
+    /// <summary>
+    /// True when every page of [start, start + length) is mapped now: <c>mincore(2)</c> fails with ENOMEM otherwise.
+    /// One system call, where reading smaps again costs a parse of every mapping of the process.
+    /// </summary>
+    internal static unsafe bool IsMapped(ulong start, ulong length)
+    {
+        const ulong BasePage = 4096;
+        byte[] residency = new byte[(length + BasePage - 1) / BasePage];
+        fixed (byte* vector = residency)
+            return MinCore(unchecked((nint)start), (nuint)length, vector) == 0;
+    }
+
+    /// <summary>Every mapping of this process with its page size.</summary>
+    internal static List<Mapping> All()
+    {
         var result = new List<Mapping>();
         Mapping? current = null;
         foreach (string line in File.ReadLines("/proc/self/smaps"))
@@ -34,8 +55,7 @@ internal static class ProcessMemoryMap
             {
                 string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 ulong kilobytes = ulong.Parse(parts[1], CultureInfo.InvariantCulture);
-                if (mapping.Start < end && mapping.End > start)
-                    result.Add(mapping with { KernelPageSize = kilobytes << 10 });
+                result.Add(mapping with { KernelPageSize = kilobytes << 10 });
                 current = null;
             }
         }
@@ -58,6 +78,10 @@ internal static class ProcessMemoryMap
 
         return position >= start + length;
     }
+
+    // int mincore(void *addr, size_t length, unsigned char *vec);
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "mincore", SetLastError = true)]
+    private static unsafe partial int MinCore(nint address, nuint length, byte* vector);
 
     private static bool IsHex(ReadOnlySpan<char> text)
     {

@@ -121,6 +121,7 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
     private bool _disposed;
     private Thread? _hypervisor;
     private IVsockListener? _consoleListener;
+    private List<ProcessMemoryMap.Mapping>? _mappings;
 
     internal SimulatedEnclaveVm(SimulatedNitroDevice device, ulong slotUid, SortedSet<int> pool)
     {
@@ -299,7 +300,7 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
         {
             if (_regions.Any(r => address < (ulong)r.Address + r.Size && (ulong)r.Address < address + size))
                 throw Fail(op, NeError.MemRegionAlreadyUsed);
-            List<ProcessMemoryMap.Mapping> mappings = ProcessMemoryMap.Overlapping(address, size);
+            List<ProcessMemoryMap.Mapping> mappings = MappingsOf(address, size);
             if (!ProcessMemoryMap.Covers(mappings, address, size))
                 throw Fail(op, NeError.InvalidMemRegionAddr);
             if (mappings.Any(m => m.KernelPageSize < Granule))
@@ -397,6 +398,21 @@ public sealed class SimulatedEnclaveVm : IEnclaveVm
 
         _device.Simulator.UpdateState(state => ((JsonObject)state["Slots"]!).Remove(SlotKey));
         _device.Closed(this);
+    }
+
+    // The mappings behind a range, from the last read of smaps while that read covers the range and the range is
+    // still mapped (mincore), else from a new read: a launch donates hundreds of hugepages mapped before the first
+    // donation, and reading smaps for each took seconds.
+    private List<ProcessMemoryMap.Mapping> MappingsOf(ulong address, ulong size)
+    {
+        if (_mappings is { } cached && ProcessMemoryMap.Covers(ProcessMemoryMap.Overlapping(cached, address, size), address, size)
+            && ProcessMemoryMap.IsMapped(address, size))
+        {
+            return ProcessMemoryMap.Overlapping(cached, address, size);
+        }
+
+        _mappings = ProcessMemoryMap.All();
+        return ProcessMemoryMap.Overlapping(_mappings, address, size);
     }
 
     private void Enter(string ioctl)
