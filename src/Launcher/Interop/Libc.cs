@@ -170,6 +170,58 @@ internal static partial class Libc
     [LibraryImport(Library, EntryPoint = "geteuid")]
     internal static partial uint GetEuid();
 
+    // sys/socket.h
+    internal const int SOL_SOCKET = 1;
+    internal const int SCM_RIGHTS = 1;
+    internal const int MSG_CMSG_CLOEXEC = 0x40000000;
+
+    // sys/eventfd.h
+    internal const int EFD_CLOEXEC = 0x80000;
+    internal const int EFD_NONBLOCK = 0x800;
+
+    // sys/mman.h
+    internal const int MAP_SHARED = 0x01;
+
+    /// <summary><c>struct iovec</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct IoVec
+    {
+        internal nint Base;
+        internal nuint Length;
+    }
+
+    /// <summary><c>struct msghdr</c> (56 bytes on 64-bit Linux).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct MsgHdr
+    {
+        internal nint Name;
+        internal uint NameLength;
+        internal nint Iov;
+        internal nuint IovLength;
+        internal nint Control;
+        internal nuint ControlLength;
+        internal int Flags;
+    }
+
+    // ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags);
+    [LibraryImport(Library, EntryPoint = "recvmsg", SetLastError = true)]
+    internal static partial nint RecvMsg(SafeHandle fd, ref MsgHdr message, int flags);
+
+    // int eventfd(unsigned int initval, int flags);
+    [LibraryImport(Library, EntryPoint = "eventfd", SetLastError = true)]
+    internal static partial int EventFd(uint initialValue, int flags);
+
+    // ssize_t read(int fd, void *buf, size_t count) / write, on a raw fd number (eventfds owned by SafeFd callers).
+    [LibraryImport(Library, EntryPoint = "read", SetLastError = true)]
+    internal static partial nint ReadU64(int fd, ref ulong value, nuint count);
+
+    [LibraryImport(Library, EntryPoint = "write", SetLastError = true)]
+    internal static partial nint WriteU64(int fd, in ulong value, nuint count);
+
+    // int poll(struct pollfd *fds, nfds_t nfds, int timeout), over several descriptors.
+    [LibraryImport(Library, EntryPoint = "poll", SetLastError = true)]
+    internal static partial int PollMany([In, Out] PollFd[] fds, nuint count, int timeoutMilliseconds);
+
     /// <summary><c>struct timeval</c> on 64-bit Linux (two longs), for <c>SO_VM_SOCKETS_CONNECT_TIMEOUT</c>.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct TimeVal

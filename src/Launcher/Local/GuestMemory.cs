@@ -1,0 +1,95 @@
+using System.Runtime.InteropServices;
+using Launcher.Interop;
+
+namespace Launcher.Local;
+
+/// <summary>
+/// The guest's memory as QEMU shares it with a vhost-user backend (<c>VHOST_USER_SET_MEM_TABLE</c>, QEMU
+/// docs/interop/vhost-user.rst "Memory region description"): each region is a file descriptor (the machine's memfd
+/// RAM) mapped here shared, so that descriptors' guest-physical addresses and the rings' QEMU-virtual addresses
+/// translate to pointers in this process. Every access is bounds-checked against the region it falls in: the guest
+/// is not trusted.
+/// </summary>
+internal sealed class GuestMemory : IDisposable
+{
+    private readonly List<Region> _regions = [];
+
+    /// <summary>One region of <c>VhostUserMemoryRegion</c>: guest-physical start, size, QEMU's address, offset in the fd.</summary>
+    internal readonly record struct RegionInfo(ulong GuestPhysical, ulong Size, ulong UserAddress, ulong MmapOffset);
+
+    private sealed record Region(RegionInfo Info, nint Mapping, ulong MappingLength);
+
+    /// <summary>Maps the regions; the fds are consumed (closed here) whether or not mapping succeeds.</summary>
+    /// <exception cref="IOException">A region cannot be mapped.</exception>
+    internal static GuestMemory Map(IReadOnlyList<RegionInfo> regions, IReadOnlyList<int> fds)
+    {
+        var memory = new GuestMemory();
+        try
+        {
+            for (int i = 0; i < regions.Count; i++)
+            {
+                RegionInfo info = regions[i];
+                if (info.Size == 0 || info.MmapOffset > ulong.MaxValue - info.Size || info.GuestPhysical > ulong.MaxValue - info.Size || info.UserAddress > ulong.MaxValue - info.Size)
+                    throw new IOException($"vhost-user: memory region {i} is malformed (guest 0x{info.GuestPhysical:x}, size {info.Size}, offset {info.MmapOffset})");
+                ulong length = info.MmapOffset + info.Size;
+                nint mapping = Libc.Mmap(0, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, fds[i], 0);
+                if (mapping == Libc.MAP_FAILED)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    throw new IOException($"vhost-user: mmap of memory region {i} ({length} bytes) failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+                }
+
+                memory._regions.Add(new Region(info, mapping, length));
+            }
+
+            return memory;
+        }
+        catch
+        {
+            memory.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (int fd in fds)
+                Libc.Close(fd);
+        }
+    }
+
+    /// <summary>The regions (for messages and tests).</summary>
+    internal IReadOnlyList<RegionInfo> Regions => _regions.Select(r => r.Info).ToList();
+
+    /// <summary>A pointer to <paramref name="length"/> bytes at guest-physical <paramref name="address"/>, or 0 when they are not all in one region.</summary>
+    internal nint FromGuest(ulong address, ulong length)
+    {
+        foreach (Region region in _regions)
+        {
+            RegionInfo info = region.Info;
+            if (address >= info.GuestPhysical && length <= info.Size && address - info.GuestPhysical <= info.Size - length)
+                return region.Mapping + (nint)(info.MmapOffset + (address - info.GuestPhysical));
+        }
+
+        return 0;
+    }
+
+    /// <summary>A pointer to <paramref name="length"/> bytes at QEMU's virtual <paramref name="address"/> (vring addresses), or 0.</summary>
+    internal nint FromUser(ulong address, ulong length)
+    {
+        foreach (Region region in _regions)
+        {
+            RegionInfo info = region.Info;
+            if (address >= info.UserAddress && length <= info.Size && address - info.UserAddress <= info.Size - length)
+                return region.Mapping + (nint)(info.MmapOffset + (address - info.UserAddress));
+        }
+
+        return 0;
+    }
+
+    /// <summary>Unmaps every region.</summary>
+    public void Dispose()
+    {
+        foreach (Region region in _regions)
+            Libc.Munmap(region.Mapping, (nuint)region.MappingLength);
+        _regions.Clear();
+    }
+}
