@@ -123,6 +123,34 @@ public class BuilderTests : IDisposable
     }
 
     [Fact]
+    public void Build_DockerSaveWithALinkedDuplicateLayer_ReadsTheLinkedLayer()
+    {
+        // docker save (20.10) stores a layer equal to an earlier one once: "ID2/layer.tar -> ../ID1/layer.tar".
+        CraftedImage Image() => new CraftedImage()
+            .Layer(CraftedImage.Dir("app"), CraftedImage.File("app/a", "same"))
+            .Layer(CraftedImage.File("app/b", "between"))
+            .Layer(CraftedImage.Dir("app"), CraftedImage.File("app/a", "same"));
+        string linked = Path.Combine(_dir, "linked.tar");
+        string plain = Path.Combine(_dir, "plain.tar");
+        Image().WriteDockerArchive(linked, "test/dup:1", linkDuplicates: true);
+        Image().WriteDockerArchive(plain, "test/dup:1");
+        using (var archive = System.IO.File.OpenRead(linked))
+        using (var reader = new System.Formats.Tar.TarReader(archive))
+        {
+            var entries = new List<System.Formats.Tar.TarEntry>();
+            while (reader.GetNextEntry() is { } entry)
+                entries.Add(entry);
+            Assert.Single(entries, e => e.EntryType == System.Formats.Tar.TarEntryType.SymbolicLink);
+        }
+
+        var (fromLinked, customer, _) = Build(new DockerArchiveSource(linked, null), "linked.eif");
+        var (fromPlain, _, _) = Build(new DockerArchiveSource(plain, null), "plain.eif");
+
+        Assert.Equal("same", customer.Single(e => e.Name == "rootfs/app/a").Text);
+        Assert.Equal(fromPlain.Written.Measurements.Pcr2, fromLinked.Written.Measurements.Pcr2);
+    }
+
+    [Fact]
     public void Build_BootstrapRamdisk_IsLinuxkitsLayout()
     {
         string archive = Path.Combine(_dir, "image.tar");

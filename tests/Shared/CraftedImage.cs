@@ -104,7 +104,11 @@ public sealed class CraftedImage
     }
 
     /// <summary>A `docker save` archive in Docker's legacy layout (ID/layer.tar, HEX.json, manifest.json).</summary>
-    public void WriteDockerArchive(string path, string repoTag)
+    /// <remarks>
+    /// With <paramref name="linkDuplicates"/>, a layer equal to an earlier one is stored as a symlink to that layer's
+    /// layer.tar, as docker save (20.10) writes it.
+    /// </remarks>
+    public void WriteDockerArchive(string path, string repoTag, bool linkDuplicates = false)
     {
         var tars = Enumerable.Range(0, Layers.Count).Select(LayerTar).ToList();
         byte[] config = Config(tars.Select(t => "sha256:" + Hex(t)).ToList());
@@ -118,7 +122,14 @@ public sealed class CraftedImage
         using var writer = new TarWriter(file, TarEntryFormat.Pax);
         Add(writer, configName, config);
         for (int i = 0; i < tars.Count; i++)
-            Add(writer, layerNames[i], tars[i]);
+        {
+            int earlier = tars.FindIndex(t => t.AsSpan().SequenceEqual(tars[i]));
+            if (linkDuplicates && earlier < i)
+                writer.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, layerNames[i]) { LinkName = "../" + layerNames[earlier] });
+            else
+                Add(writer, layerNames[i], tars[i]);
+        }
+
         Add(writer, "manifest.json", manifest);
     }
 

@@ -69,10 +69,28 @@ internal sealed class TarFileSet : IFileSet
         var reader = new TarStreamReader(stream, archive, seekToSkip: true);
         try
         {
+            var links = new List<(string Name, string Target, bool Symbolic)>();
             while (reader.Next() is { } entry)
             {
                 if (entry.Kind == TarEntryKind.File)
                     _files[Normalize(entry.Name)] = (entry.DataOffset, entry.Size);
+                else if (entry.Kind is TarEntryKind.Symlink or TarEntryKind.HardLink && entry.LinkName is { Length: > 0 } target)
+                    links.Add((Normalize(entry.Name), target, entry.Kind == TarEntryKind.Symlink));
+            }
+
+            // docker save (20.10) stores a layer equal to an earlier one once and links the other layer.tar to it
+            // ("ID/layer.tar -> ../OTHER/layer.tar"): a link to a file of the archive reads as that file. Links are
+            // resolved inside the archive only, a few hops at most.
+            for (int pass = 0; pass < 8 && links.Count > 0; pass++)
+            {
+                links.RemoveAll(link =>
+                {
+                    string resolved = link.Symbolic ? Resolve(link.Name, link.Target) : Normalize(link.Target);
+                    if (!_files.TryGetValue(resolved, out var file))
+                        return false;
+                    _files[link.Name] = file;
+                    return true;
+                });
             }
         }
         catch (EnclaveBuildException ex) when (ex.Error == BuildError.InvalidLayer)
@@ -98,6 +116,29 @@ internal sealed class TarFileSet : IFileSet
         _files.TryGetValue(Normalize(name), out var f)
             ? new FileRange(What, f.Offset, f.Length)
             : throw new EnclaveBuildException(BuildError.InvalidImage, $"{What}: '{name}' is not in the archive");
+
+    // A symlink's target, relative to the link's folder, as an archive name; ".." past the root stays at the root.
+    private static string Resolve(string linkName, string target)
+    {
+        var parts = new List<string>();
+        if (!target.StartsWith('/'))
+            parts.AddRange(linkName.Split('/')[..^1]);
+        foreach (string part in target.Split('/'))
+        {
+            if (part is "" or ".")
+                continue;
+            if (part == "..")
+            {
+                if (parts.Count > 0)
+                    parts.RemoveAt(parts.Count - 1);
+                continue;
+            }
+
+            parts.Add(part);
+        }
+
+        return string.Join('/', parts);
+    }
 
     private static string Normalize(string name)
     {
