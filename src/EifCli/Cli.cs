@@ -22,6 +22,7 @@ internal static class Cli
         root.Subcommands.Add(new DescribeEnclavesCommand(stdout, stderr));
         root.Subcommands.Add(new TerminateEnclaveCommand(stdout, stderr));
         root.Subcommands.Add(new ConsoleCommand(stdout, stderr));
+        root.Subcommands.Add(new LocalCommand(stdout, stderr));
         root.Subcommands.Add(new EnclaveProcessCommand());
         return root;
     }

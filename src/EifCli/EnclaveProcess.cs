@@ -23,7 +23,11 @@ internal static class EnclaveProcess
 
     /// <summary>Starts the enclave process for <paramref name="request"/> and returns what it launched.</summary>
     /// <exception cref="EnclaveException">The launch's failure as the child reported it; E05 when the child could not run.</exception>
-    internal static EnclaveDescription Start(LaunchRequest request, string enclavesFolder, TextWriter stderr)
+    internal static EnclaveDescription Start(LaunchRequest request, string enclavesFolder, TextWriter stderr) =>
+        Start(LaunchRequestJson.ToJson(request), enclavesFolder, stderr);
+
+    /// <summary>Starts the enclave process for a request in its JSON form (a Nitro or a local launch).</summary>
+    internal static EnclaveDescription Start(JsonObject request, string enclavesFolder, TextWriter stderr)
     {
         ProcessStartInfo start = SelfCommand(Verb);
         start.RedirectStandardInput = true;
@@ -56,7 +60,7 @@ internal static class EnclaveProcess
             }) { IsBackground = true, Name = "enclave process stderr" };
             progress.Start();
 
-            child.StandardInput.WriteLine(LaunchRequestJson.ToJson(request).ToJsonString());
+            child.StandardInput.WriteLine(request.ToJsonString());
             child.StandardInput.Close();
             string? answerLine = child.StandardOutput.ReadLine();
             if (answerLine is null)
@@ -77,22 +81,12 @@ internal static class EnclaveProcess
     {
         // A session of its own: the terminal's Ctrl-C and hang-up do not reach the enclave's keeper.
         _ = Launcher.Interop.Libc.SetSid();
-        LaunchRequest request;
-        try
-        {
-            request = LaunchRequestJson.FromJson(stdin.ReadLine() ?? string.Empty, "the launch request");
-        }
-        catch (EnclaveException ex)
-        {
-            stdout.WriteLine(Error(ex).ToJsonString());
-            return (int)ex.Error;
-        }
-
         string folder = EnclaveDirectory.Default;
         EnclaveSupervisor supervisor;
         try
         {
-            supervisor = EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), request, folder, line => stderr.WriteLine(line));
+            JsonObject json = LaunchRequestJson.Parse(stdin.ReadLine() ?? string.Empty, "the launch request");
+            supervisor = LaunchSupervised(json, "the launch request", folder, line => stderr.WriteLine(line));
         }
         catch (EnclaveException ex)
         {
@@ -127,6 +121,12 @@ internal static class EnclaveProcess
             return ExitCode.Success;
         }
     }
+
+    /// <summary>Launches a request in its JSON form (<c>"local": true</c> for QEMU) under a supervisor.</summary>
+    internal static EnclaveSupervisor LaunchSupervised(JsonObject json, string what, string folder, Action<string> log) =>
+        json["local"]?.GetValue<bool>() == true
+            ? EnclaveHost.LaunchLocalSupervised(LaunchRequestJson.LocalFromJson(json, what), folder, log)
+            : EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), LaunchRequestJson.FromJson(json, what), folder, log);
 
     /// <summary>SIGTERM and SIGINT end the supervision (the enclave is terminated cleanly) instead of the process.</summary>
     internal static IDisposable StopOnSignals(EnclaveSupervisor supervisor)
@@ -228,7 +228,59 @@ internal static class EnclaveProcess
 internal static class LaunchRequestJson
 {
     private static readonly string[] Keys =
-        ["eif_path", "memory_mib", "cpu_count", "cpu_ids", "enclave_cid", "debug_mode", "attach_console", "enclave_name", "hugepage_size", "heartbeat_timeout_seconds"];
+        ["eif_path", "memory_mib", "cpu_count", "cpu_ids", "enclave_cid", "debug_mode", "attach_console", "enclave_name", "hugepage_size", "heartbeat_timeout_seconds", "local", "accel", "timeout_seconds"];
+
+    /// <summary>A local launch as JSON (the enclave process's request).</summary>
+    internal static JsonObject ToJson(Launcher.Local.LocalLaunchRequest request)
+    {
+        var json = new JsonObject
+        {
+            ["local"] = true,
+            ["eif_path"] = Path.GetFullPath(request.EifPath),
+            ["enclave_cid"] = request.EnclaveCid,
+            ["debug_mode"] = request.DebugMode,
+            ["enclave_name"] = request.EffectiveName,
+            ["accel"] = request.Accelerator.ToString().ToLowerInvariant(),
+        };
+        if (request.MemoryMiB is { } memory)
+            json["memory_mib"] = memory;
+        if (request.CpuCount is { } count)
+            json["cpu_count"] = count;
+        if (request.Timeout is { } timeout)
+            json["timeout_seconds"] = timeout.TotalSeconds;
+        if (request.HeartbeatTimeout is { } heartbeat)
+            json["heartbeat_timeout_seconds"] = heartbeat.TotalSeconds;
+        return json;
+    }
+
+    /// <summary>Parses a local launch.</summary>
+    /// <exception cref="EnclaveException">E17 for a bad value, E01 for a missing key.</exception>
+    internal static Launcher.Local.LocalLaunchRequest LocalFromJson(JsonObject json, string what)
+    {
+        try
+        {
+            string eif = json["eif_path"]?.GetValue<string>() ?? throw new EnclaveException(LaunchError.MissingArgument, $"{what}: 'eif_path' is missing");
+            string accel = json["accel"]?.GetValue<string>() ?? "auto";
+            return new Launcher.Local.LocalLaunchRequest
+            {
+                EifPath = eif,
+                MemoryMiB = json["memory_mib"]?.GetValue<ulong>(),
+                CpuCount = json["cpu_count"]?.GetValue<int>(),
+                EnclaveCid = json["enclave_cid"]?.GetValue<ulong>() ?? 0,
+                DebugMode = json["debug_mode"]?.GetValue<bool>() == true || json["attach_console"]?.GetValue<bool>() == true,
+                EnclaveName = json["enclave_name"]?.GetValue<string>(),
+                Accelerator = Enum.TryParse(accel, ignoreCase: true, out Launcher.Local.LocalAccelerator a)
+                    ? a
+                    : throw new EnclaveException(LaunchError.InvalidArgument, $"{what}: 'accel' is '{accel}'; use auto, kvm or tcg"),
+                Timeout = json["timeout_seconds"]?.GetValue<double>() is { } t ? TimeSpan.FromSeconds(t) : null,
+                HeartbeatTimeout = json["heartbeat_timeout_seconds"]?.GetValue<double>() is { } h ? TimeSpan.FromSeconds(h) : null,
+            };
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new EnclaveException(LaunchError.SerdeError, $"{what}: {ex.Message}", innerException: ex);
+        }
+    }
 
     internal static JsonObject ToJson(LaunchRequest request)
     {

@@ -33,8 +33,31 @@ internal sealed class RunEnclaveCommand : Command
         Options.Add(HugePageSizeOption);
         Options.Add(HeartbeatTimeoutOption);
         Options.Add(ForegroundOption);
+        Options.Add(LocalOption);
+        Options.Add(AccelOption);
+        Options.Add(TimeoutOption);
         Validators.Add(result =>
         {
+            bool local = result.GetValue(LocalOption);
+            if (local)
+            {
+                foreach (Option option in new Option[] { CpuIdsOption, HugePageSizeOption, ConfigOption })
+                {
+                    if (result.GetResult(option) is not null)
+                        result.AddError($"{option.Name} does not apply to --local (QEMU gives the enclave vCPUs and ordinary memory).");
+                }
+
+                if (result.GetResult(EifPathOption) is null)
+                    result.AddError("Option '--eif-path' is required.");
+                return;
+            }
+
+            foreach (Option option in new Option[] { AccelOption, TimeoutOption })
+            {
+                if (result.GetResult(option) is not null)
+                    result.AddError($"{option.Name} applies only to --local.");
+            }
+
             bool config = result.GetResult(ConfigOption) is not null;
             Option[] launchOptions = [EifPathOption, MemoryOption, CpuCountOption, CpuIdsOption, EnclaveCidOption, DebugModeOption, EnclaveNameOption];
             if (config && launchOptions.Any(o => result.GetResult(o) is not null))
@@ -80,8 +103,24 @@ internal sealed class RunEnclaveCommand : Command
 
     internal Option<bool> ForegroundOption { get; } = new("--foreground") { Description = "Keep the enclave in this process until it ends or the process gets SIGTERM/SIGINT (no background enclave process)." };
 
+    internal Option<bool> LocalOption { get; } = new("--local")
+    {
+        Description = "Boot the EIF on this machine in QEMU's nitro-enclave machine (no Nitro hardware needed); --memory and --cpu-count become optional.",
+    };
+
+    internal Option<string> AccelOption { get; } = new("--accel")
+    {
+        Description = "With --local: kvm, tcg, or auto (KVM only when a short probe shows it works).",
+        HelpName = "auto|kvm|tcg",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    internal Option<int?> TimeoutOption { get; } = new("--timeout") { Description = "With --local: end the enclave after this many seconds.", HelpName = "SECONDS" };
+
     private int Execute(ParseResult result)
     {
+        if (result.GetValue(LocalOption))
+            return ExecuteLocal(result);
         LaunchRequest request = Request(result, out bool attach);
         string folder = EnclaveDirectory.Default;
         request = request with { EnclaveName = UniqueName(request.EffectiveName, folder) };
@@ -95,24 +134,92 @@ internal sealed class RunEnclaveCommand : Command
         return ExitCode.Success;
     }
 
-    private int RunForeground(LaunchRequest request, string folder, bool attach)
+    private int ExecuteLocal(ParseResult result)
     {
-        using EnclaveSupervisor supervisor = EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), request, folder, line => _stderr.WriteLine(line));
+        bool attach = result.GetValue(AttachConsoleOption);
+        string accel = result.GetValue(AccelOption) ?? "auto";
+        if (!Enum.TryParse(accel, ignoreCase: true, out Launcher.Local.LocalAccelerator accelerator) || int.TryParse(accel, out _))
+            throw new EnclaveException(LaunchError.InvalidArgument, $"--accel '{accel}': use auto, kvm or tcg");
+        ulong memory = result.GetValue(MemoryOption);
+        int? timeout = result.GetValue(TimeoutOption);
+        if (timeout is <= 0)
+            throw new EnclaveException(LaunchError.InvalidArgument, $"--timeout must be positive (got {timeout})");
+        int? heartbeat = result.GetValue(HeartbeatTimeoutOption);
+        var request = new Launcher.Local.LocalLaunchRequest
+        {
+            EifPath = result.GetValue(EifPathOption)!,
+            MemoryMiB = result.GetResult(MemoryOption) is null ? null : memory,
+            CpuCount = result.GetValue(CpuCountOption),
+            EnclaveCid = result.GetValue(EnclaveCidOption) ?? 0,
+            DebugMode = result.GetValue(DebugModeOption) || attach,
+            EnclaveName = result.GetValue(EnclaveNameOption),
+            Accelerator = accelerator,
+            Timeout = timeout is { } t ? TimeSpan.FromSeconds(t) : null,
+            HeartbeatTimeout = heartbeat is { } h ? TimeSpan.FromSeconds(h) : null,
+        };
+        string folder = EnclaveDirectory.Default;
+        request = request with { EnclaveName = UniqueName(request.EffectiveName, folder) };
+        if (result.GetValue(ForegroundOption))
+        {
+            using EnclaveSupervisor supervisor = EnclaveHost.LaunchLocalSupervised(request, folder, line => _stderr.WriteLine(line));
+            return Supervise(supervisor, folder, attach);
+        }
+
+        EnclaveDescription description = EnclaveProcess.Start(LaunchRequestJson.ToJson(request), folder, _stderr);
+        Output.WriteJson(_stdout, EnclaveJson.Run(description));
+        return attach ? AttachLocal(EnclaveDirectory.SocketPathForId(folder, description.EnclaveId)!, folder, description) : ExitCode.Success;
+    }
+
+    // --local --attach-console: the console until the enclave ends; the exit code is the enclave command's status as
+    // the default runtime's init reports it (0 when no status line was printed), E36 for a kernel panic.
+    private int AttachLocal(string socket, string folder, EnclaveDescription description)
+    {
+        var verdict = new Launcher.Local.ConsoleVerdict();
+        ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null, verdict.Observe);
+        if (verdict.Panic is { } panic)
+        {
+            throw new EnclaveException(LaunchError.EnclaveBootFailure,
+                $"the enclave's kernel panicked ({panic}); the console log is {Path.ChangeExtension(socket, ".console.log")}");
+        }
+
+        if (verdict.ExitStatus is { } status)
+            _stderr.WriteLine($"Enclave {description.EnclaveId}: its command exited with status {status}.");
+        return verdict.ExitStatus ?? ExitCode.Success;
+    }
+
+    private int Supervise(EnclaveSupervisor supervisor, string folder, bool attach)
+    {
         EnclaveDescription description = supervisor.Enclave.Describe();
         Output.WriteJson(_stdout, EnclaveJson.Run(description));
         using IDisposable signals = EnclaveProcess.StopOnSignals(supervisor);
+        var verdict = new Launcher.Local.ConsoleVerdict();
         Thread? console = null;
         if (attach)
         {
             string socket = EnclaveDirectory.SocketPathForId(folder, description.EnclaveId)!;
-            console = new Thread(() => ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null)) { IsBackground = true, Name = "console" };
+            console = new Thread(() => ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null, verdict.Observe)) { IsBackground = true, Name = "console" };
             console.Start();
         }
 
         string ending = supervisor.Run();
         console?.Join(TimeSpan.FromSeconds(5));
+        if (supervisor.Enclave is Launcher.Local.LocalEnclave local)
+        {
+            _stderr.WriteLine($"Enclave {description.EnclaveId} {local.Ending ?? ending}" +
+                (local.CommandExitStatus is { } s ? $"; its command exited with status {s}" : string.Empty) + $" (console log {local.ConsoleLogPath}).");
+            if (local.Panic is { } panic)
+                throw new EnclaveException(LaunchError.EnclaveBootFailure, $"the enclave's kernel panicked ({panic}); the console log is {local.ConsoleLogPath}");
+            return local.CommandExitStatus ?? ExitCode.Success;
+        }
+
         _stderr.WriteLine($"Enclave {description.EnclaveId} {(ending == "exited" ? "stopped by itself" : "was terminated")}.");
         return ExitCode.Success;
+    }
+
+    private int RunForeground(LaunchRequest request, string folder, bool attach)
+    {
+        using EnclaveSupervisor supervisor = EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), request, folder, line => _stderr.WriteLine(line));
+        return Supervise(supervisor, folder, attach);
     }
 
     private LaunchRequest Request(ParseResult result, out bool attach)

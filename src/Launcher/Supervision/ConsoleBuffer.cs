@@ -110,9 +110,62 @@ internal sealed class ConsoleBuffer : IDisposable
         }
     }
 
+    /// <summary>A stream of the output from the oldest byte kept, then live output until <see cref="Complete"/>.</summary>
+    internal Stream OpenReader() => new Reader(this);
+
     public void Dispose()
     {
         lock (_ring)
             _log?.Dispose();
+    }
+
+    private sealed class Reader(ConsoleBuffer buffer) : Stream
+    {
+        private long _position = buffer.Oldest;
+        private volatile bool _closed;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] destination, int offset, int count) => Read(destination.AsSpan(offset, count));
+
+        public override int Read(Span<byte> destination)
+        {
+            while (!_closed)
+            {
+                int n = buffer.Read(ref _position, destination, TimeSpan.FromMilliseconds(250));
+                if (n != 0)
+                    return Math.Max(n, 0);
+            }
+
+            return 0;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] source, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            _closed = true;
+            base.Dispose(disposing);
+        }
     }
 }

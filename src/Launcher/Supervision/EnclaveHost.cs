@@ -27,4 +27,28 @@ public static class EnclaveHost
             throw ex as EnclaveException ?? new EnclaveException(LaunchError.SocketError, $"cannot set up the enclave process's socket in {enclavesFolder}: {ex.Message}", innerException: ex);
         }
     }
+
+    /// <summary>
+    /// Boots <paramref name="request"/> on QEMU's nitro-enclave machine (see <see cref="Local.LocalEnclave"/>) and starts a
+    /// supervisor for it in <paramref name="enclavesFolder"/>, so the verbs list and stop it like a Nitro enclave.
+    /// </summary>
+    /// <exception cref="EnclaveException">The launch failed (QEMU is gone, nothing stays behind).</exception>
+    public static EnclaveSupervisor LaunchLocalSupervised(Local.LocalLaunchRequest request, string enclavesFolder, Action<string>? log = null)
+    {
+        Local.QemuInstallation qemu = Local.LocalPlatform.RequireQemu();
+        string accelerator = Local.LocalPlatform.ResolveAccelerator(request.Accelerator, qemu, request.EifPath, log);
+        Local.LocalEnclave enclave = Local.LocalEnclave.Launch(request, qemu, accelerator, enclavesFolder, new Host.HostInfo().InstanceId(), log);
+        try
+        {
+            string socket = EnclaveDirectory.SocketPathForId(enclavesFolder, enclave.Describe().EnclaveId)!;
+            var supervisor = new EnclaveSupervisor(enclave, socket, consoleLogPath: null, log);
+            supervisor.Start();
+            return supervisor;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            enclave.Dispose();
+            throw ex as EnclaveException ?? new EnclaveException(LaunchError.SocketError, $"cannot set up the enclave process's socket in {enclavesFolder}: {ex.Message}", innerException: ex);
+        }
+    }
 }

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using EifTests.Shared;
+using Launcher.Local;
+
+namespace EifCli.Tests;
+
+/// <summary>
+/// The whole product on one machine (issue 7): a Dockerfile built by the real Docker daemon, turned into an EIF on the
+/// default runtime, booted with <c>eif run-enclave --local</c> on QEMU's nitro-enclave machine with our vhost-user-vsock
+/// back end, the heartbeat answered, PCRs read from the emulated NSM inside the enclave and compared with describe-eif,
+/// the command's exit status reported, and nothing left running. Plus two enclaves at once, and the failures users hit.
+/// In CI (CI=true) these tests never skip: a missing QEMU or test image fails them.
+/// </summary>
+[Collection(LocalBootCollection.Name)]
+public sealed class LocalBootTests : IDisposable
+{
+    private readonly string _folder;
+    private readonly Dictionary<string, string> _env;
+
+    public LocalBootTests()
+    {
+        _folder = Path.Join("/tmp", $"eif-local-{Guid.NewGuid():N}"[..24]);
+        Directory.CreateDirectory(_folder);
+        _env = new Dictionary<string, string> { ["EIF_ENCLAVES_DIR"] = Path.Join(_folder, "enclaves") };
+    }
+
+    public void Dispose()
+    {
+        EnclaveVerbTests.Eif(_env, "terminate-enclave", "--all");
+        Assert.Empty(QemuProcesses(_folder));
+        try
+        {
+            Directory.Delete(_folder, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [Fact]
+    public void Dockerfile_ToEif_BootsLocally_WithNsmPcrsEqualToDescribeEif()
+    {
+        RequireQemu();
+        string context = RequireImageContext("nsm-e2e");
+        InstallRuntime();
+        string eif = Path.Join(_folder, "nsm-e2e.eif");
+        var stopwatch = Stopwatch.StartNew();
+
+        var build = EnclaveVerbTests.Eif(_env, "build-enclave", "--docker-dir", context, "--docker-uri", "eif-test/nsm-e2e:local", "--output-file", eif, "--quiet");
+        Assert.True(build.Code == 0, build.Stderr);
+        JsonElement pcrs = CliHarness.Json(CliHarness.Run("describe-eif", "--eif-path", eif).Stdout).GetProperty("Measurements");
+
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--attach-console", "--accel", Accelerator, "--timeout", "150");
+        string console = run.Stdout;
+
+        // The exit status of the image's command (3, nsm-e2e.sh's) is run-enclave's.
+        Assert.True(run.Code == 3, $"exit {run.Code}\nstderr:\n{run.Stderr}\nconsole:\n{Tail(console)}");
+        Assert.Contains("heartbeat from the enclave (CID 16) acknowledged", run.Stderr);
+        Assert.Contains("E2E-APP-START", console);
+        Assert.Contains("E2E-APP-NSM-PCR-STATUS 0", console);
+        Assert.Contains("E2E-APP-DONE", console);
+        foreach (string register in new[] { "PCR0", "PCR1", "PCR2" })
+        {
+            string expected = pcrs.GetProperty(register).GetString()!;
+            Assert.Contains($"nsm-pcr: {register} {expected} locked=1", console);
+        }
+
+        Assert.Contains("enclave: command exited with status 3", console);
+        Assert.DoesNotContain("heartbeat to the parent (vsock 3:9000) failed", console);
+        Assert.Contains("its command exited with status 3", run.Stderr);
+        Assert.Empty(CliHarness.Json(EnclaveVerbTests.Eif(_env, "describe-enclaves").Stdout).EnumerateArray());
+        Assert.Empty(QemuProcesses(_folder));
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromMinutes(2), $"the end-to-end run took {stopwatch.Elapsed} (goal: under 2 minutes under TCG)");
+    }
+
+    [Fact]
+    public void TwoLocalEnclaves_RunAtOnce_AreListedAndTerminated()
+    {
+        RequireQemu();
+        string forms = RequireImage("hello");
+        InstallRuntime();
+        string eif = Path.Join(_folder, "hello.eif");
+        Assert.Equal(0, EnclaveVerbTests.Eif(_env, "build-enclave", "--image", $"docker-archive:{forms}/docker-archive.tar", "--output-file", eif, "--quiet").Code);
+
+        var first = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--debug-mode", "--memory", "256", "--accel", Accelerator);
+        Assert.True(first.Code == 0, first.Stderr);
+        var second = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--memory", "256", "--accel", Accelerator);
+        Assert.True(second.Code == 0, second.Stderr);
+
+        JsonElement[] enclaves = CliHarness.Json(EnclaveVerbTests.Eif(_env, "describe-enclaves").Stdout).EnumerateArray().ToArray();
+        Assert.Equal(2, enclaves.Length);
+        Assert.All(enclaves, e => Assert.Equal("local", e.GetProperty("Platform").GetString()));
+        Assert.All(enclaves, e => Assert.Equal("RUNNING", e.GetProperty("State").GetString()));
+        Assert.Equal([16, 17], enclaves.Select(e => e.GetProperty("EnclaveCID").GetInt32()).Order().ToArray());
+        Assert.Equal(["hello", "hello_1"], enclaves.Select(e => e.GetProperty("EnclaveName").GetString()!).Order().ToArray());
+        Assert.Equal(2, enclaves.Select(e => e.GetProperty("EnclaveID").GetString()).Distinct().Count());
+        Assert.Equal(2, QemuProcesses(_folder).Count);
+
+        // The debug enclave's console shows the image's greeting; the other refuses (production mode).
+        var console = EnclaveVerbTests.Eif(_env, "console", "--enclave-name", "hello", "--disconnect-timeout", "8");
+        Assert.True(console.Code == 0, console.Stderr);
+        Assert.Contains("Hello from the enclave side!", console.Stdout);
+        Assert.Equal(44, EnclaveVerbTests.Eif(_env, "console", "--enclave-name", "hello_1").Code);
+
+        var terminate = EnclaveVerbTests.Eif(_env, "terminate-enclave", "--all");
+        Assert.True(terminate.Code == 0, terminate.Stderr);
+        Assert.Equal(2, terminate.Stderr.Split('\n').Count(l => l.StartsWith("Successfully terminated enclave", StringComparison.Ordinal)));
+        Assert.Empty(CliHarness.Json(EnclaveVerbTests.Eif(_env, "describe-enclaves").Stdout).EnumerateArray());
+        WaitUntil(() => QemuProcesses(_folder).Count == 0, "QEMU still runs after terminate-enclave --all");
+    }
+
+    [Fact]
+    public void GuestWithoutHeartbeat_IsE36NamingTheConsoleLog()
+    {
+        RequireQemu();
+        string eif = RawEif("no-heartbeat", "#!/bin/busybox sh\n/bin/busybox echo INIT-WITHOUT-HEARTBEAT\nexec /bin/busybox sleep 600\n");
+
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--heartbeat-timeout", "25", "--accel", Accelerator);
+
+        Assert.Equal(36, run.Code);
+        string line = run.Stderr.Split('\n').Single(l => l.StartsWith("[ E36 ]", StringComparison.Ordinal));
+        Assert.Contains("VsockTimeoutError", line);
+        string log = line[(line.IndexOf("the console log is ", StringComparison.Ordinal) + "the console log is ".Length)..].Trim();
+        Assert.Contains("INIT-WITHOUT-HEARTBEAT", File.ReadAllText(log));
+        Assert.Empty(QemuProcesses(_folder));
+    }
+
+    [Fact]
+    public void KernelPanic_IsDetectedOnTheConsoleAndReported()
+    {
+        RequireQemu();
+        string eif = RawEif("panic", "#!/bin/busybox sh\n/bin/busybox echo INIT-EXITS-NOW\nexit 7\n"); // PID 1 exits: the kernel panics
+
+        var stopwatch = Stopwatch.StartNew();
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--accel", Accelerator);
+
+        Assert.Equal(36, run.Code);
+        Assert.Contains("the enclave's kernel panicked (Kernel panic - not syncing: Attempted to kill init!", run.Stderr);
+        Assert.Contains("the console log is ", run.Stderr);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(90), $"a panic took {stopwatch.Elapsed} to report (the EIF's panic=30 must not be waited out)");
+        Assert.Empty(QemuProcesses(_folder));
+    }
+
+    [Fact]
+    public void EifQemuWouldReject_IsRefusedBeforeQemuStarts()
+    {
+        RequireQemu();
+        // An aarch64 EIF: QEMU's loader says "Expected EIF flags to be 0"; we say why before starting it.
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", CliHarness.Golden("synth_aarch64.eif"));
+        Assert.Equal(35, run.Code);
+        Assert.Contains("built for aarch64", run.Stderr);
+        Assert.Empty(QemuProcesses(_folder));
+    }
+
+    [Fact]
+    public void MissingQemu_SaysHowToBuildOne()
+    {
+        var env = new Dictionary<string, string>(_env)
+        {
+            ["PATH"] = "/nonexistent",
+            ["XDG_CACHE_HOME"] = Path.Join(_folder, "empty-cache"),
+            ["EIF_QEMU"] = Path.Join(_folder, "no-such-qemu"),
+        };
+        var run = EnclaveVerbTests.Eif(env, "run-enclave", "--local", "--eif-path", CliHarness.Golden("synth_sha384_named.eif"));
+        Assert.Equal(19, run.Code);
+        Assert.Contains("tools/qemu/build", run.Stderr);
+        Assert.Contains("no-such-qemu", run.Stderr);
+    }
+
+    /// <summary>"tcg" here (the machine's /dev/kvm is a software module that hangs QEMU); EIF_TEST_ACCEL overrides.</summary>
+    private static string Accelerator => Environment.GetEnvironmentVariable("EIF_TEST_ACCEL") ?? "auto";
+
+    private static void RequireQemu()
+    {
+        if (QemuInstallation.Find() is null)
+            RequireOrFail($"no QEMU with the nitro-enclave machine: run tools/qemu/build (tools/test does); {QemuInstallation.Search().Describe()}");
+    }
+
+    private static string RequireImage(string name)
+    {
+        string dir = Path.Combine(TestImages.RepositoryRoot, ".build", "test-images", name);
+        if (!File.Exists(Path.Combine(dir, "docker-archive.tar")))
+            RequireOrFail($"test image '{name}' is not built: run tools/test-images (tools/test does)");
+        return dir;
+    }
+
+    private static string RequireImageContext(string name)
+    {
+        RequireImage(name);
+        string context = Path.Combine(TestImages.RepositoryRoot, ".build", "test-images", "context", name);
+        if (!File.Exists(Path.Combine(context, "Dockerfile")))
+            RequireOrFail($"the build context of '{name}' is missing: run tools/test-images (tools/test does)");
+        return context;
+    }
+
+    private static void RequireOrFail(string reason)
+    {
+        if (Environment.GetEnvironmentVariable("CI") == "true")
+            Assert.Fail($"CI must provide this: {reason}");
+        Assert.Skip(reason);
+    }
+
+    private static void InstallRuntime()
+    {
+        var (code, _, stderr) = CliHarness.Run("runtime", "install");
+        Assert.True(code == 0, stderr);
+    }
+
+    // An EIF on the default runtime's kernel whose one ramdisk is busybox and the given /init: for boots that go wrong.
+    private string RawEif(string name, string init)
+    {
+        InstallRuntime();
+        string runtime = CliHarness.Run("runtime", "path").Stdout.Trim();
+        string ramdisk = Path.Join(_folder, name + ".cpio");
+        File.WriteAllBytes(ramdisk, Newc(
+            ("bin", 0x41ED, []),
+            ("bin/busybox", 0x81ED, File.ReadAllBytes("/bin/busybox")),
+            ("dev", 0x41ED, []),
+            ("init", 0x81ED, Encoding.ASCII.GetBytes(init))));
+        string eif = Path.Join(_folder, name + ".eif");
+        var (code, _, stderr) = CliHarness.Run("build-eif", "--kernel", Path.Join(runtime, "bzImage"), "--cmdline", File.ReadAllText(Path.Join(runtime, "cmdline")).Trim(),
+            "--ramdisk", ramdisk, "--output", eif);
+        Assert.True(code == 0, stderr);
+        return eif;
+    }
+
+    // A minimal cpio newc archive (kernel's Documentation/driver-api/early-userspace/buffer-format.rst).
+    private static byte[] Newc(params (string Name, uint Mode, byte[] Data)[] entries)
+    {
+        var output = new MemoryStream();
+        uint ino = 1;
+        void Entry(string name, uint mode, byte[] data)
+        {
+            byte[] nameBytes = Encoding.ASCII.GetBytes(name + "\0");
+            string header = "070701" + string.Concat(new uint[] { ino++, mode, 0, 0, 1, 0, (uint)data.Length, 0, 0, 0, 0, (uint)nameBytes.Length, 0 }.Select(v => v.ToString("x8")));
+            output.Write(Encoding.ASCII.GetBytes(header));
+            output.Write(nameBytes);
+            output.Write(new byte[(4 - (output.Length % 4)) % 4]);
+            output.Write(data);
+            output.Write(new byte[(4 - (output.Length % 4)) % 4]);
+        }
+
+        foreach (var (name, mode, data) in entries)
+            Entry(name, mode, data);
+        Entry("TRAILER!!!", 0, []);
+        return output.ToArray();
+    }
+
+    /// <summary>QEMU processes whose command line mentions <paramref name="folder"/> (their EIF or socket is in it).</summary>
+    private static List<int> QemuProcesses(string folder)
+    {
+        var found = new List<int>();
+        foreach (string proc in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out int pid))
+                continue;
+            try
+            {
+                string cmdline = File.ReadAllText(Path.Join(proc, "cmdline")).Replace('\0', ' ');
+                if (cmdline.Contains("qemu-system-x86_64", StringComparison.Ordinal) && cmdline.Contains(folder, StringComparison.Ordinal))
+                    found.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        return found;
+    }
+
+    private static void WaitUntil(Func<bool> condition, string message)
+    {
+        long deadline = Environment.TickCount64 + 15_000;
+        while (!condition())
+        {
+            Assert.True(Environment.TickCount64 < deadline, message);
+            Thread.Sleep(100);
+        }
+    }
+
+    private static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(40));
+}
+
+/// <summary>Local boots run one at a time: each uses both cores under TCG, and their timings have goals.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class LocalBootCollection
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "local boot";
+}
