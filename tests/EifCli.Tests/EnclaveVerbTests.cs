@@ -46,7 +46,11 @@ public sealed class EnclaveVerbTests : IDisposable
     private static string Golden(string name) => Path.Combine(AppContext.BaseDirectory, "golden", name);
 
     /// <summary>Runs eif with <paramref name="env"/>; returns its exit code and output.</summary>
-    internal static (int Code, string Stdout, string Stderr) Eif(IReadOnlyDictionary<string, string> env, params string[] args)
+    internal static (int Code, string Stdout, string Stderr) Eif(IReadOnlyDictionary<string, string> env, params string[] args) =>
+        Eif(TimeSpan.FromSeconds(60), env, args);
+
+    /// <summary>Runs eif with <paramref name="args"/>, failing the test when it takes longer than <paramref name="limit"/>.</summary>
+    internal static (int Code, string Stdout, string Stderr) Eif(TimeSpan limit, IReadOnlyDictionary<string, string> env, params string[] args)
     {
         ProcessStartInfo start = EnclaveProcess.SelfCommand(args);
         start.RedirectStandardOutput = true;
@@ -56,10 +60,10 @@ public sealed class EnclaveVerbTests : IDisposable
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(60_000))
+        if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"eif {string.Join(' ', args)} did not finish within 60 s");
+            Assert.Fail($"eif {string.Join(' ', args)} did not finish within {limit.TotalSeconds:0} s");
         }
 
         return (process.ExitCode, stdout.Result, stderr.Result);

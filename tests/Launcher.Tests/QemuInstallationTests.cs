@@ -124,6 +124,22 @@ public sealed class QemuInstallationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Search_PathWithMissingAndLinkedFolders_TriesEachBinaryOnce()
+    {
+        string dir = TestEnvironment.TemporaryFolder("qemu");
+        string real = Directory.CreateDirectory(Path.Combine(dir, "usr-bin")).FullName;
+        string old = FakeQemu(real, QemuInstallation.BinaryName, MachinesWithout, "QEMU emulator version 7.2.22");
+        string link = Path.Combine(dir, "bin");
+        Directory.CreateSymbolicLink(link, real); // as /bin → usr/bin on a merged-/usr Debian
+
+        QemuSearch search = QemuInstallation.Search(null, null, $"{Path.Combine(dir, "missing")}:{link}:{real}");
+
+        Assert.Null(search.Installation);
+        QemuCandidate candidate = Assert.Single(search.Candidates);
+        Assert.Equal(old, candidate.Path);
+    }
+
+    [Fact]
     public void Search_FailingOrNonExecutableFakes_AreRejectedWithTheReason()
     {
         string dir = TestEnvironment.TemporaryFolder("qemu");

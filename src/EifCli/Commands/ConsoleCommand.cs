@@ -39,11 +39,16 @@ internal sealed class ConsoleCommand : Command
     internal Option<ulong?> DisconnectTimeoutOption { get; } = new("--disconnect-timeout") { Description = "Stop after this many seconds.", HelpName = "SECONDS" };
 
     /// <summary>Copies the console behind <paramref name="socket"/> to <paramref name="stdout"/> until it ends or the time is up.</summary>
-    internal static void Stream(string socket, TextWriter stdout, TextWriter stderr, TimeSpan? disconnectAfter, Action<string>? onLine = null)
+    internal static void Stream(string socket, TextWriter stdout, TextWriter stderr, TimeSpan? disconnectAfter)
     {
-        var line = new StringBuilder();
         using Stream console = EnclaveClient.OpenConsole(socket);
         stderr.WriteLine("Successfully connected to the console.");
+        Copy(console, stdout, disconnectAfter);
+    }
+
+    /// <summary>Copies <paramref name="console"/> to <paramref name="stdout"/> as UTF-8 text until it ends or the time is up.</summary>
+    internal static void Copy(Stream console, TextWriter stdout, TimeSpan? disconnectAfter)
+    {
         using var timer = disconnectAfter is { } after ? new Timer(_ => console.Dispose(), null, after, Timeout.InfiniteTimeSpan) : null;
         Decoder decoder = Encoding.UTF8.GetDecoder();
         byte[] buffer = new byte[16 << 10];
@@ -56,21 +61,6 @@ internal sealed class ConsoleCommand : Command
                 int count = decoder.GetChars(buffer, 0, n, chars, 0);
                 stdout.Write(chars, 0, count);
                 stdout.Flush();
-                if (onLine is not null)
-                {
-                    foreach (char c in chars.AsSpan(0, count))
-                    {
-                        if (c == '\n')
-                        {
-                            onLine(line.ToString().TrimEnd('\r'));
-                            line.Clear();
-                        }
-                        else if (line.Length < 4096)
-                        {
-                            line.Append(c);
-                        }
-                    }
-                }
             }
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException)

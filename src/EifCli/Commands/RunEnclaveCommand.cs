@@ -157,9 +157,15 @@ internal sealed class RunEnclaveCommand : Command
             Timeout = timeout is { } t ? TimeSpan.FromSeconds(t) : null,
             HeartbeatTimeout = heartbeat is { } h ? TimeSpan.FromSeconds(h) : null,
         };
+        // Here, not only in the enclave process: a missing QEMU is said at once, with what was tried.
+        Launcher.Local.LocalPlatform.RequireQemu();
         string folder = EnclaveDirectory.Default;
         request = request with { EnclaveName = UniqueName(request.EffectiveName, folder) };
-        if (result.GetValue(ForegroundOption))
+        // With --attach-console the enclave lives in this process, as `docker run` without -d: the console is read
+        // from QEMU's first byte (a short command can finish before a console client could connect to a background
+        // enclave), the command's exit status becomes this process's, and Ctrl-C ends the enclave. It is still
+        // listed and terminated by the other verbs through its socket.
+        if (result.GetValue(ForegroundOption) || attach)
         {
             using EnclaveSupervisor supervisor = EnclaveHost.LaunchLocalSupervised(request, folder, line => _stderr.WriteLine(line));
             return Supervise(supervisor, folder, attach);
@@ -167,24 +173,7 @@ internal sealed class RunEnclaveCommand : Command
 
         EnclaveDescription description = EnclaveProcess.Start(LaunchRequestJson.ToJson(request), folder, _stderr);
         Output.WriteJson(_stdout, EnclaveJson.Run(description));
-        return attach ? AttachLocal(EnclaveDirectory.SocketPathForId(folder, description.EnclaveId)!, folder, description) : ExitCode.Success;
-    }
-
-    // --local --attach-console: the console until the enclave ends; the exit code is the enclave command's status as
-    // the default runtime's init reports it (0 when no status line was printed), E36 for a kernel panic.
-    private int AttachLocal(string socket, string folder, EnclaveDescription description)
-    {
-        var verdict = new Launcher.Local.ConsoleVerdict();
-        ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null, verdict.Observe);
-        if (verdict.Panic is { } panic)
-        {
-            throw new EnclaveException(LaunchError.EnclaveBootFailure,
-                $"the enclave's kernel panicked ({panic}); the console log is {Path.ChangeExtension(socket, ".console.log")}");
-        }
-
-        if (verdict.ExitStatus is { } status)
-            _stderr.WriteLine($"Enclave {description.EnclaveId}: its command exited with status {status}.");
-        return verdict.ExitStatus ?? ExitCode.Success;
+        return ExitCode.Success;
     }
 
     private int Supervise(EnclaveSupervisor supervisor, string folder, bool attach)
@@ -192,12 +181,22 @@ internal sealed class RunEnclaveCommand : Command
         EnclaveDescription description = supervisor.Enclave.Describe();
         Output.WriteJson(_stdout, EnclaveJson.Run(description));
         using IDisposable signals = EnclaveProcess.StopOnSignals(supervisor);
-        var verdict = new Launcher.Local.ConsoleVerdict();
         Thread? console = null;
-        if (attach)
+        if (attach && supervisor.Enclave is Launcher.Local.LocalEnclave)
+        {
+            // In-process: the console from its first byte, without a socket in between.
+            Stream stream = supervisor.Enclave.OpenConsole(TimeSpan.Zero);
+            console = new Thread(() =>
+            {
+                using (stream)
+                    ConsoleCommand.Copy(stream, _stdout, disconnectAfter: null);
+            }) { IsBackground = true, Name = "console" };
+            console.Start();
+        }
+        else if (attach)
         {
             string socket = EnclaveDirectory.SocketPathForId(folder, description.EnclaveId)!;
-            console = new Thread(() => ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null, verdict.Observe)) { IsBackground = true, Name = "console" };
+            console = new Thread(() => ConsoleCommand.Stream(socket, _stdout, _stderr, disconnectAfter: null)) { IsBackground = true, Name = "console" };
             console.Start();
         }
 

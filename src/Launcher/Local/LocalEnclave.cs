@@ -141,7 +141,8 @@ public sealed class LocalEnclave : IEnclaveInstance
         EnclaveDirectory.Ensure(enclavesFolder);
         ulong slot = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)) & 0xFFFF_FFFF_FFFF; // 48 bits: unique, short
         CidReservation cid = CidReservation.Take(enclavesFolder, request.EnclaveCid);
-        string socket = Path.Join(enclavesFolder, $"{slot:x}.vhost.sock");
+        // Not "*.sock": those are the supervisors' sockets, which the verbs enumerate (EnclaveDirectory).
+        string socket = Path.Join(enclavesFolder, $"{slot:x}.vhost-user");
         string consoleLog = Path.Join(enclavesFolder, $"{slot:x}.console.log");
         var backend = new VhostUserVsockBackend(socket, cid.Cid, log);
         ConsoleBuffer? console = null;

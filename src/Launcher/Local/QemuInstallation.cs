@@ -141,8 +141,23 @@ public sealed record QemuInstallation(string Path, string Version, string Versio
     // The existing files named NAME in the folders of a PATH value, in order (empty entries skipped).
     private static IEnumerable<string> OnPath(string name, string? pathVariable)
     {
-        foreach (string folder in (pathVariable ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries))
+        foreach (string entry in (pathVariable ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
+            // A folder that is a link (/bin → usr/bin on merged-/usr Debian) is named by its target, so that the
+            // same binary is not tried twice.
+            string folder = System.IO.Path.GetFullPath(entry);
+            if (!Directory.Exists(folder))
+                continue;
+            try
+            {
+                if (new DirectoryInfo(folder).ResolveLinkTarget(returnFinalTarget: true) is { } target)
+                    folder = target.FullName;
+            }
+            catch (IOException)
+            {
+                // A link loop or a link that vanished: looked at under its own name.
+            }
+
             string path = System.IO.Path.Combine(folder, name);
             if (File.Exists(path))
                 yield return System.IO.Path.GetFullPath(path);
