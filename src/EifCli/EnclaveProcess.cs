@@ -129,11 +129,12 @@ internal static class EnclaveProcess
             : EnclaveHost.LaunchSupervised(NitroPlatform.FromEnvironment(), LaunchRequestJson.FromJson(json, what), folder, log);
 
     /// <summary>SIGTERM and SIGINT end the supervision (the enclave is terminated cleanly) instead of the process.</summary>
-    internal static IDisposable StopOnSignals(EnclaveSupervisor supervisor)
+    internal static IDisposable StopOnSignals(EnclaveSupervisor supervisor, Action? onSignal = null)
     {
         void Stop(PosixSignalContext context)
         {
             context.Cancel = true;
+            onSignal?.Invoke();
             supervisor.Stop();
         }
 

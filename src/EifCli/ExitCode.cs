@@ -26,6 +26,9 @@ internal static class ExitCode
     /// <summary>An image cannot be had: the Docker daemon or registry is unreachable, refuses, or has no such image; a Dockerfile build failed.</summary>
     internal const int ImageUnavailable = 6;
 
+    /// <summary>run-enclave --local --timeout: the enclave was still running when the time was up (as timeout(1) says).</summary>
+    internal const int TimedOut = 124;
+
     /// <summary>Interrupted (SIGINT), as shells report 128 + 2.</summary>
     internal const int Interrupted = 130;
 }

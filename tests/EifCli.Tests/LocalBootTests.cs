@@ -112,6 +112,60 @@ public sealed class LocalBootTests : IDisposable
     }
 
     [Fact]
+    public void AttachedLocalEnclave_CtrlCOrKillingTheKeeper_LeavesNoQemu()
+    {
+        RequireQemu();
+        string forms = RequireImage("hello");
+        InstallRuntime();
+        string eif = Path.Join(_folder, "hello.eif");
+        Assert.Equal(0, EnclaveVerbTests.Eif(_env, "build-enclave", "--image", $"docker-archive:{forms}/docker-archive.tar", "--output-file", eif, "--quiet").Code);
+
+        // Ctrl-C (SIGINT) on an attached enclave ends it cleanly: QEMU reaped, the socket and CID released.
+        using (var attached = StartAttached(eif))
+        {
+            attached.WaitForConsole("Hello from the enclave side!");
+            attached.Signal("INT");
+            Assert.True(attached.Process.WaitForExit(20_000), "run-enclave did not end within 20 s of SIGINT");
+            string last = attached.Stderr.Split('\n').Last(l => l.Length > 0);
+            Assert.True(last.Contains("terminated", StringComparison.Ordinal), attached.Stderr);
+            Assert.Equal(130, attached.Process.ExitCode);
+        }
+
+        Assert.Empty(QemuProcesses(_folder));
+        Assert.Empty(CliHarness.Json(EnclaveVerbTests.Eif(_env, "describe-enclaves").Stdout).EnumerateArray());
+
+        // SIGKILL cannot be handled: QEMU's parent-death signal ends it, and the next enclave takes the dead keeper's CID.
+        using (var attached = StartAttached(eif))
+        {
+            attached.WaitForConsole("Hello from the enclave side!");
+            attached.Signal("KILL");
+            Assert.True(attached.Process.WaitForExit(10_000), "run-enclave did not die of SIGKILL");
+        }
+
+        WaitUntil(() => QemuProcesses(_folder).Count == 0, "QEMU outlived its keeper's SIGKILL");
+        var again = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--memory", "256", "--accel", Accelerator);
+        Assert.True(again.Code == 0, again.Stderr);
+        Assert.Equal(16, CliHarness.Json(again.Stdout).GetProperty("EnclaveCID").GetInt32());
+    }
+
+    [Fact]
+    public void AttachedLocalEnclave_StillRunningAtTimeout_Exits124()
+    {
+        RequireQemu();
+        string forms = RequireImage("hello");
+        InstallRuntime();
+        string eif = Path.Join(_folder, "hello.eif");
+        Assert.Equal(0, EnclaveVerbTests.Eif(_env, "build-enclave", "--image", $"docker-archive:{forms}/docker-archive.tar", "--output-file", eif, "--quiet").Code);
+
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif, "--memory", "256", "--attach-console", "--timeout", "10", "--accel", Accelerator);
+
+        Assert.True(run.Code == 124, $"exit {run.Code}: {run.Stderr}");
+        Assert.Contains("Hello from the enclave side!", run.Stdout);
+        Assert.Contains("eif: the enclave was still running after --timeout 10 s and was ended; the console log is ", run.Stderr);
+        Assert.Empty(QemuProcesses(_folder));
+    }
+
+    [Fact]
     public void GuestWithoutHeartbeat_IsE36NamingTheConsoleLog()
     {
         RequireQemu();
@@ -167,6 +221,65 @@ public sealed class LocalBootTests : IDisposable
         Assert.True(run.Code == 19, $"exit {run.Code}: {run.Stderr}");
         Assert.Contains("tools/qemu/build", run.Stderr);
         Assert.Contains("no-such-qemu", run.Stderr);
+    }
+
+    private AttachedRun StartAttached(string eif)
+    {
+        ProcessStartInfo start = EifCli.EnclaveProcess.SelfCommand("run-enclave", "--local", "--eif-path", eif, "--memory", "256", "--attach-console", "--accel", Accelerator);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        foreach (var (key, value) in _env)
+            start.Environment[key] = value;
+        return new AttachedRun(Process.Start(start)!);
+    }
+
+    /// <summary>A run-enclave --attach-console in the background, its output collected as it comes.</summary>
+    private sealed class AttachedRun : IDisposable
+    {
+        private readonly StringBuilder _stdout = new();
+        private readonly StringBuilder _stderr = new();
+
+        internal AttachedRun(Process process)
+        {
+            Process = process;
+            process.OutputDataReceived += (_, e) => { lock (_stdout) _stdout.Append(e.Data).Append('\n'); };
+            process.ErrorDataReceived += (_, e) => { lock (_stderr) _stderr.Append(e.Data).Append('\n'); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+        }
+
+        internal Process Process { get; }
+
+        internal string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
+
+        internal string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+        internal void WaitForConsole(string text)
+        {
+            long deadline = Environment.TickCount64 + 60_000;
+            while (!Stdout.Contains(text, StringComparison.Ordinal))
+            {
+                if (Process.HasExited)
+                    Assert.Fail($"run-enclave exited ({Process.ExitCode}) before the console showed '{text}': {Stderr}");
+                Assert.True(Environment.TickCount64 < deadline, $"no '{text}' on the console within 60 s: {Stderr}");
+                Thread.Sleep(100);
+            }
+        }
+
+        internal void Signal(string signal)
+        {
+            using Process kill = Process.Start("kill", $"-{signal} {Process.Id}")!;
+            kill.WaitForExit();
+            Assert.Equal(0, kill.ExitCode);
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited)
+                Process.Kill(entireProcessTree: true);
+            Process.WaitForExit();
+            Process.Dispose();
+        }
     }
 
     /// <summary>"tcg" here (the machine's /dev/kvm is a software module that hangs QEMU); EIF_TEST_ACCEL overrides.</summary>

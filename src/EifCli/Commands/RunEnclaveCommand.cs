@@ -180,7 +180,8 @@ internal sealed class RunEnclaveCommand : Command
     {
         EnclaveDescription description = supervisor.Enclave.Describe();
         Output.WriteJson(_stdout, EnclaveJson.Run(description));
-        using IDisposable signals = EnclaveProcess.StopOnSignals(supervisor);
+        bool interrupted = false;
+        using IDisposable signals = EnclaveProcess.StopOnSignals(supervisor, () => interrupted = true);
         Thread? console = null;
         if (attach && supervisor.Enclave is Launcher.Local.LocalEnclave)
         {
@@ -206,9 +207,14 @@ internal sealed class RunEnclaveCommand : Command
         {
             _stderr.WriteLine($"Enclave {description.EnclaveId} {local.Ending ?? ending}" +
                 (local.CommandExitStatus is { } s ? $"; its command exited with status {s}" : string.Empty) + $" (console log {local.ConsoleLogPath}).");
+            // The exit code: the command's status when the runtime's init reported one; else why it did not finish.
             if (local.Panic is { } panic)
                 throw new EnclaveException(LaunchError.EnclaveBootFailure, $"the enclave's kernel panicked ({panic}); the console log is {local.ConsoleLogPath}");
-            return local.CommandExitStatus ?? ExitCode.Success;
+            if (local.CommandExitStatus is { } status)
+                return status;
+            if (local.Ending == "timed out")
+                throw new CliException(ExitCode.TimedOut, $"the enclave was still running after --timeout {local.Timeout?.TotalSeconds:0} s and was ended; the console log is {local.ConsoleLogPath}");
+            return interrupted ? ExitCode.Interrupted : ExitCode.Success;
         }
 
         _stderr.WriteLine($"Enclave {description.EnclaveId} {(ending == "exited" ? "stopped by itself" : "was terminated")}.");

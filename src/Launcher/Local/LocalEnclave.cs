@@ -103,6 +103,9 @@ public sealed class LocalEnclave : IEnclaveInstance
     /// <summary>Why the enclave ended, once it has: "exited", "panicked", "timed out", "terminated".</summary>
     public string? Ending { get; private set; }
 
+    /// <summary>The --timeout the enclave was launched with, or null.</summary>
+    public TimeSpan? Timeout { get; private init; }
+
     /// <summary>The QEMU command line (for logs and the doctor).</summary>
     public IReadOnlyList<string> QemuArguments { get; private set; } = [];
 
@@ -158,7 +161,7 @@ public sealed class LocalEnclave : IEnclaveInstance
             string enclaveId = $"{instanceId}-enc{slot:x}";
             List<string> arguments = QemuArgumentsFor(image.Path, enclaveId, socket, memory, cpus, accelerator);
             process = StartQemu(qemu.Path, arguments);
-            enclave = new LocalEnclave(process, backend, console, cid, consoleLog, log) { QemuArguments = arguments };
+            enclave = new LocalEnclave(process, backend, console, cid, consoleLog, log) { QemuArguments = arguments, Timeout = request.Timeout };
             enclave._consoleThread.Start();
             enclave._stderrThread.Start();
             log?.Invoke($"Started local enclave with enclave-cid: {cid.Cid}, memory: {memory} MiB, vCPUs: {cpus}, accel: {accelerator} ({qemu.Path} {qemu.Version}); console log {consoleLog}");
@@ -193,7 +196,7 @@ public sealed class LocalEnclave : IEnclaveInstance
                 StartedAt = DateTimeOffset.UtcNow,
             };
             if (request.Timeout is { } limit)
-                enclave._deadline = new Timer(_ => started.End("timed out", $"the --timeout of {limit.TotalSeconds:0} s passed"), null, limit, Timeout.InfiniteTimeSpan);
+                enclave._deadline = new Timer(_ => started.End("timed out", $"the --timeout of {limit.TotalSeconds:0} s passed"), null, limit, System.Threading.Timeout.InfiniteTimeSpan);
             return enclave;
         }
         catch
