@@ -627,7 +627,7 @@ public static class LocalPlatform
             KvmVerdict verdict = KvmProbe.Check(qemu.Path, kernel);
             if (accelerator == LocalAccelerator.Kvm && !verdict.Usable)
                 throw new EnclaveException(LaunchError.InvalidArgument, $"--accel kvm: KVM does not work here: {verdict.Reason}");
-            log?.Invoke($"accelerator: {verdict.Accelerator} ({verdict.Reason}{(verdict.FromCache ? ", probed earlier this boot" : string.Empty)})");
+            log?.Invoke($"accelerator: {verdict.Accelerator} ({(verdict.Usable ? "KVM works: " : "KVM does not work here: ")}{verdict.Reason}{(verdict.FromCache ? ", probed earlier this boot" : string.Empty)})");
             return verdict.Accelerator;
         }
         finally

@@ -101,7 +101,7 @@ public sealed class EnclaveSupervisor : IDisposable
             if (exited && !_done.IsSet)
             {
                 _ending = "exited";
-                _log?.Invoke("the enclave stopped by itself (POLLHUP)");
+                _log?.Invoke(_enclave is Local.LocalEnclave ? "the enclave stopped by itself (QEMU exited)" : "the enclave stopped by itself (POLLHUP)");
                 _done.Set();
             }
         }
