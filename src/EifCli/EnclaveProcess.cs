@@ -229,7 +229,7 @@ internal static class EnclaveProcess
 internal static class LaunchRequestJson
 {
     private static readonly string[] Keys =
-        ["eif_path", "memory_mib", "cpu_count", "cpu_ids", "enclave_cid", "debug_mode", "attach_console", "enclave_name", "hugepage_size", "heartbeat_timeout_seconds", "local", "accel", "timeout_seconds"];
+        ["eif_path", "memory_mib", "cpu_count", "cpu_ids", "enclave_cid", "debug_mode", "attach_console", "enclave_name", "hugepage_size", "heartbeat_timeout_seconds", "local", "accel", "timeout_seconds", "forward", "publish"];
 
     /// <summary>A local launch as JSON (the enclave process's request).</summary>
     internal static JsonObject ToJson(Launcher.Local.LocalLaunchRequest request)
@@ -251,8 +251,20 @@ internal static class LaunchRequestJson
             json["timeout_seconds"] = timeout.TotalSeconds;
         if (request.HeartbeatTimeout is { } heartbeat)
             json["heartbeat_timeout_seconds"] = heartbeat.TotalSeconds;
+        if (request.Forwards.Count > 0)
+            json["forward"] = new JsonArray(request.Forwards.Select(r => (JsonNode)JsonValue.Create(r.Text)).ToArray());
+        if (request.Publishes.Count > 0)
+            json["publish"] = new JsonArray(request.Publishes.Select(r => (JsonNode)JsonValue.Create(r.Text)).ToArray());
         return json;
     }
+
+    // A JSON array of strings (absent: none).
+    private static IEnumerable<string> Strings(JsonNode? node, string key) => node switch
+    {
+        null => [],
+        JsonArray array => array.Select(item => item?.GetValue<string>() ?? throw new FormatException($"'{key}' holds a null")).ToList(),
+        _ => throw new FormatException($"'{key}' is not an array of strings"),
+    };
 
     /// <summary>Parses a local launch.</summary>
     /// <exception cref="EnclaveException">E17 for a bad value, E01 for a missing key.</exception>
@@ -275,6 +287,8 @@ internal static class LaunchRequestJson
                     : throw new EnclaveException(LaunchError.InvalidArgument, $"{what}: 'accel' is '{accel}'; use auto, kvm or tcg"),
                 Timeout = json["timeout_seconds"]?.GetValue<double>() is { } t ? TimeSpan.FromSeconds(t) : null,
                 HeartbeatTimeout = json["heartbeat_timeout_seconds"]?.GetValue<double>() is { } h ? TimeSpan.FromSeconds(h) : null,
+                Forwards = Strings(json["forward"], "forward").Select(Launcher.Local.ForwardRule.Parse).ToList(),
+                Publishes = Strings(json["publish"], "publish").Select(Launcher.Local.PublishRule.Parse).ToList(),
             };
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException or OverflowException)

@@ -36,6 +36,8 @@ internal sealed class RunEnclaveCommand : Command
         Options.Add(LocalOption);
         Options.Add(AccelOption);
         Options.Add(TimeoutOption);
+        Options.Add(ForwardOption);
+        Options.Add(PublishOption);
         Validators.Add(result =>
         {
             bool local = result.GetValue(LocalOption);
@@ -52,7 +54,7 @@ internal sealed class RunEnclaveCommand : Command
                 return;
             }
 
-            foreach (Option option in new Option[] { AccelOption, TimeoutOption })
+            foreach (Option option in new Option[] { AccelOption, TimeoutOption, ForwardOption, PublishOption })
             {
                 if (result.GetResult(option) is not null)
                     result.AddError($"{option.Name} applies only to --local.");
@@ -115,6 +117,18 @@ internal sealed class RunEnclaveCommand : Command
         DefaultValueFactory = _ => "auto",
     };
 
+    internal Option<string[]> ForwardOption { get; } = new("--forward")
+    {
+        Description = "With --local: the enclave's connections to vsock CID 3 port P go on to a host address: P=tcp:HOST:PORT or P=unix:PATH (repeatable).",
+        HelpName = "P=tcp:HOST:PORT|unix:PATH",
+    };
+
+    internal Option<string[]> PublishOption { get; } = new("--publish")
+    {
+        Description = "With --local: listen on a host TCP port and connect each connection into the enclave's vsock port, as docker run -p; HOST defaults to 127.0.0.1 (repeatable).",
+        HelpName = "[HOST:]HOSTPORT:VSOCKPORT",
+    };
+
     internal Option<int?> TimeoutOption { get; } = new("--timeout") { Description = "With --local: end the enclave after this many seconds.", HelpName = "SECONDS" };
 
     private int Execute(ParseResult result)
@@ -156,6 +170,8 @@ internal sealed class RunEnclaveCommand : Command
             Accelerator = accelerator,
             Timeout = timeout is { } t ? TimeSpan.FromSeconds(t) : null,
             HeartbeatTimeout = heartbeat is { } h ? TimeSpan.FromSeconds(h) : null,
+            Forwards = (result.GetValue(ForwardOption) ?? []).Select(Launcher.Local.ForwardRule.Parse).ToList(),
+            Publishes = (result.GetValue(PublishOption) ?? []).Select(Launcher.Local.PublishRule.Parse).ToList(),
         };
         // Here, not only in the enclave process: a missing QEMU is said at once, with what was tried.
         Launcher.Local.LocalPlatform.RequireQemu();

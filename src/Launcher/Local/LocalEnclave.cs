@@ -50,6 +50,12 @@ public sealed record LocalLaunchRequest
     /// <summary>How long to wait for the heartbeat; null: nitro-cli's rule.</summary>
     public TimeSpan? HeartbeatTimeout { get; init; }
 
+    /// <summary>--forward: the enclave's connections to CID 3 that go on to a host address.</summary>
+    public IReadOnlyList<ForwardRule> Forwards { get; init; } = [];
+
+    /// <summary>--publish: host TCP ports connected into the enclave's vsock ports.</summary>
+    public IReadOnlyList<PublishRule> Publishes { get; init; } = [];
+
     /// <summary>The name to use.</summary>
     public string EffectiveName => new LaunchRequest { EifPath = EifPath, MemoryMiB = 0, EnclaveName = EnclaveName }.EffectiveName;
 }
@@ -73,6 +79,7 @@ public sealed class LocalEnclave : IEnclaveInstance
     private readonly Thread _stderrThread;
     private readonly Action<string>? _log;
     private readonly CidReservation _cid;
+    private PortForwarding? _forwarding;
     private EnclaveState _state = EnclaveState.Running;
     private EnclaveDescription _description = null!;
     private readonly ConsoleVerdict _verdict = new();
@@ -112,6 +119,9 @@ public sealed class LocalEnclave : IEnclaveInstance
     /// <summary>The host's side of the enclave's vsock (port forwarding builds on it).</summary>
     public IVsockTransport Vsock => _backend.Vsock;
 
+    /// <summary>The --forward and --publish listeners and their connections, or null when there are none.</summary>
+    public PortForwarding? Forwarding => _forwarding;
+
     /// <summary>
     /// Checks the EIF (strict reader, CRC, signature; version 4 and x86_64, which QEMU requires), starts the vsock back
     /// end and QEMU, and waits for the heartbeat.
@@ -150,6 +160,7 @@ public sealed class LocalEnclave : IEnclaveInstance
         var backend = new VhostUserVsockBackend(socket, cid.Cid, log);
         ConsoleBuffer? console = null;
         IVsockListener? heartbeat = null;
+        PortForwarding? forwarding = null;
         Process? process = null;
         LocalEnclave? enclave = null;
         try
@@ -157,11 +168,19 @@ public sealed class LocalEnclave : IEnclaveInstance
             backend.Start(); // QEMU is the vhost-user client: the socket must exist first (local-boot.md G8)
             TimeSpan heartbeatTimeout = request.HeartbeatTimeout ?? Heartbeat.Timeout((ulong)image.Length, memory << 20);
             heartbeat = Heartbeat.Listen(backend.Vsock, new VsockAddress(NitroEnclaves.ParentCid, NitroEnclaves.HeartbeatPort), heartbeatTimeout, log);
+            if (request.Forwards.Count + request.Publishes.Count > 0)
+            {
+                // Bound before QEMU starts: a port in use fails the launch before anything boots, and the enclave's
+                // application finds its forwards listening from its first instruction.
+                forwarding = new PortForwarding(backend.Vsock, (uint)cid.Cid, request.Forwards, request.Publishes, log);
+                forwarding.Start();
+            }
+
             console = new ConsoleBuffer(consoleLog);
             string enclaveId = $"{instanceId}-enc{slot:x}";
             List<string> arguments = QemuArgumentsFor(image.Path, enclaveId, socket, memory, cpus, accelerator);
             process = StartQemu(qemu.Path, arguments);
-            enclave = new LocalEnclave(process, backend, console, cid, consoleLog, log) { QemuArguments = arguments, Timeout = request.Timeout };
+            enclave = new LocalEnclave(process, backend, console, cid, consoleLog, log) { QemuArguments = arguments, Timeout = request.Timeout, _forwarding = forwarding };
             enclave._consoleThread.Start();
             enclave._stderrThread.Start();
             log?.Invoke($"Started local enclave with enclave-cid: {cid.Cid}, memory: {memory} MiB, vCPUs: {cpus}, accel: {accelerator} ({qemu.Path} {qemu.Version}); console log {consoleLog}");
@@ -210,6 +229,7 @@ public sealed class LocalEnclave : IEnclaveInstance
             {
                 if (process is not null)
                     Reap(process);
+                forwarding?.Dispose();
                 backend.Dispose();
                 console?.Dispose();
                 cid.Dispose();
@@ -274,6 +294,7 @@ public sealed class LocalEnclave : IEnclaveInstance
         Reap(_qemu);
         _consoleThread.Join(TimeSpan.FromSeconds(5));
         _stderrThread.Join(TimeSpan.FromSeconds(5));
+        _forwarding?.Dispose();
         _backend.Dispose();
         _console.Complete();
         _console.Dispose();

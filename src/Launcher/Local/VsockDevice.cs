@@ -602,6 +602,16 @@ internal sealed class VsockDevice : IDisposable
             }
         }
 
+        /// <summary>Why the guest's side reset the connection (RST, or its device went away), or null; not set by this side's own close.</summary>
+        internal string? ResetReason
+        {
+            get
+            {
+                lock (this)
+                    return _hostClosed ? null : _reset;
+            }
+        }
+
         /// <summary>Set when the guest asked for our credit (CREDIT_REQUEST).</summary>
         internal bool NeedsCreditUpdate { get; set; }
 
@@ -829,6 +839,29 @@ internal sealed class VsockDevice : IDisposable
 
             device.Wake();
         }
+
+        /// <summary>
+        /// Ends the connection at once with a RST to the guest, dropping what is buffered either way (the host peer of
+        /// a forwarded connection reset its TCP connection: the enclave sees ECONNRESET, not an orderly end).
+        /// </summary>
+        internal void Abort(string why)
+        {
+            lock (device._gate)
+            {
+                if (device._connections.Remove((GuestPort, HostPort)))
+                    device._control.Enqueue(Header(VsockOp.Reset));
+            }
+
+            lock (this)
+            {
+                _hostClosed = true;
+                _hostWriteClosed = true;
+                _reset ??= why;
+                Monitor.PulseAll(this);
+            }
+
+            device.Wake();
+        }
     }
 
     /// <summary>The host's stream over a <see cref="GuestConnection"/>.</summary>
@@ -869,6 +902,16 @@ internal sealed class VsockDevice : IDisposable
 
         /// <summary>Half-close: the enclave reads end of stream, this side can still read.</summary>
         public void ShutdownWrite() => connection.ShutdownWrite();
+
+        /// <summary>After a read returned 0: why the enclave's side reset the connection, or null for an orderly end of stream.</summary>
+        public string? ResetReason => connection.ResetReason;
+
+        /// <summary>Resets the connection (the enclave's socket gets ECONNRESET); the stream is closed.</summary>
+        public void Abort(string why)
+        {
+            _disposed = true;
+            connection.Abort(why);
+        }
 
         public override void Flush()
         {
