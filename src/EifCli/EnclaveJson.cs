@@ -56,6 +56,15 @@ internal static class EnclaveJson
         };
         if (d.Platform != "nitro")
             properties.Add(("Platform", new JString(d.Platform)));
+        if (d.Forwarding is { } f)
+        {
+            properties.Add(("Forwarding", JObject.Of(
+                ("Forward", new JArray(f.Forward.Select(r => (JValue)new JString(r)))),
+                ("Publish", new JArray(f.Publish.Select(r => (JValue)new JString(r)))),
+                ("ActiveConnections", JNumber.From(f.ActiveConnections)),
+                ("TotalConnections", JNumber.From(f.TotalConnections)))));
+        }
+
         return properties;
     }
 }

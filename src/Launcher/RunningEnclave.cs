@@ -59,7 +59,17 @@ public sealed record EnclaveDescription
 
     /// <summary>When the launch finished.</summary>
     public required DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>A local enclave's port forwarding (--forward, --publish), or null when it has none.</summary>
+    public ForwardingStatus? Forwarding { get; init; }
 }
+
+/// <summary>A local enclave's port forwarding as it is now.</summary>
+/// <param name="Forward">The --forward rules, as given (<c>8000=tcp:127.0.0.1:8000</c>).</param>
+/// <param name="Publish">The --publish rules with the host port actually bound (<c>127.0.0.1:40123:5000</c>).</param>
+/// <param name="ActiveConnections">Connections being spliced now.</param>
+/// <param name="TotalConnections">Connections spliced since the launch.</param>
+public sealed record ForwardingStatus(IReadOnlyList<string> Forward, IReadOnlyList<string> Publish, int ActiveConnections, long TotalConnections);
 
 /// <summary>An enclave somebody holds: a Nitro enclave (<see cref="RunningEnclave"/>) or a local one.</summary>
 public interface IEnclaveInstance : IDisposable

@@ -258,7 +258,7 @@ public sealed class LocalEnclave : IEnclaveInstance
     public EnclaveDescription Describe()
     {
         lock (_gate)
-            return _description with { State = HasEnded && _state == EnclaveState.Running ? EnclaveState.Empty : _state };
+            return _description with { State = HasEnded && _state == EnclaveState.Running ? EnclaveState.Empty : _state, Forwarding = _forwarding?.Status };
     }
 
     /// <inheritdoc/>

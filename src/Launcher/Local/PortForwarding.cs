@@ -132,8 +132,14 @@ public sealed class PortForwarding : IDisposable
     }
 
     /// <summary>The TCP addresses published, with the ports actually bound (HOSTPORT 0 becomes the port chosen).</summary>
-    public IReadOnlyList<(IPEndPoint Host, uint VsockPort)> Published =>
-        _tcpListeners.Select(l => ((IPEndPoint)l.Socket.LocalEndPoint!, l.Rule.VsockPort)).ToList();
+    public IReadOnlyList<(IPEndPoint Host, uint VsockPort)> Published { get; private set; } = [];
+
+    /// <summary>The rules and counters, for describe-enclaves.</summary>
+    public ForwardingStatus Status => new(
+        _forwards.Select(r => r.Text).ToList(),
+        Published.Select(p => $"{Describe(p.Host.Address, p.Host.Port)}:{p.VsockPort}").ToList(),
+        ActiveConnections,
+        TotalConnections);
 
     /// <summary>Connections being spliced now.</summary>
     public int ActiveConnections
@@ -199,6 +205,7 @@ public sealed class PortForwarding : IDisposable
             StartThread($"forward {rule.VsockPort} accept", () => AcceptForward(listener, rule));
         }
 
+        Published = _tcpListeners.Select(l => ((IPEndPoint)l.Socket.LocalEndPoint!, l.Rule.VsockPort)).ToList();
         foreach ((PublishRule rule, Socket socket) in _tcpListeners)
         {
             var bound = (IPEndPoint)socket.LocalEndPoint!;

@@ -111,9 +111,12 @@ internal sealed unsafe class VirtQueue(int index)
             ushort availIndex = Volatile.Read(ref *(ushort*)(_avail + 2));
             if (availIndex == LastAvail)
                 return null;
-            if ((ushort)(availIndex - LastAvail) > Size)
+            // The ring indices are free-running u16s that wrap (virtio 1.2 §2.7.6): their differences are taken
+            // modulo 2^16, outside the project's checked arithmetic.
+            ushort moved = unchecked((ushort)(availIndex - LastAvail));
+            if (moved > Size)
             {
-                fault($"queue {Index}: the available index moved by {(ushort)(availIndex - LastAvail)}, more than the queue size {Size}; the ring is stopped");
+                fault($"queue {Index}: the available index moved by {moved}, more than the queue size {Size}; the ring is stopped");
                 Stop();
                 return null;
             }
@@ -121,7 +124,7 @@ internal sealed unsafe class VirtQueue(int index)
             // Read the entry only after the index (virtio 1.2 §2.7.13.2: the driver publishes the entry first).
             Interlocked.MemoryBarrier();
             ushort head = *(ushort*)(_avail + 4 + (2 * (LastAvail % Size)));
-            LastAvail++;
+            LastAvail = unchecked((ushort)(LastAvail + 1));
             if (Walk(head, memory, out var segments, out string? why))
                 return new DescriptorChain(head, segments);
             fault($"queue {Index}: descriptor chain {head} skipped: {why}");
@@ -139,7 +142,7 @@ internal sealed unsafe class VirtQueue(int index)
         nint element = _used + 4 + (8 * (UsedIndex % Size));
         *(uint*)element = head;
         *(uint*)(element + 4) = written;
-        UsedIndex++;
+        UsedIndex = unchecked((ushort)(UsedIndex + 1));
         // The element must be visible before the index that publishes it (§2.7.14).
         Interlocked.MemoryBarrier();
         Volatile.Write(ref *(ushort*)(_used + 2), UsedIndex);

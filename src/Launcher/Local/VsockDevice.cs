@@ -733,7 +733,7 @@ internal sealed class VsockDevice : IDisposable
                     return null;
                 if (_outgoing.Count > 0 && !_peerReceiveShutdown && Credit > 0)
                     return Header(VsockOp.ReadWrite);
-                if (NeedsCreditUpdate || _forwardCount - _advertisedForwardCount >= BufferSize / 4)
+                if (NeedsCreditUpdate || unchecked(_forwardCount - _advertisedForwardCount) >= BufferSize / 4)
                 {
                     NeedsCreditUpdate = false;
                     return Header(VsockOp.CreditUpdate);
@@ -756,7 +756,7 @@ internal sealed class VsockDevice : IDisposable
         {
             get
             {
-                uint inFlight = _sent - _peerForwardCount;
+                uint inFlight = unchecked(_sent - _peerForwardCount); // free-running u32 counters (§5.10.6.3)
                 return inFlight > _peerBufferAllocation ? 0 : _peerBufferAllocation - inFlight;
             }
         }
@@ -767,7 +767,7 @@ internal sealed class VsockDevice : IDisposable
             {
                 int count = (int)Math.Min((uint)Math.Min(destination.Length, _outgoing.Count), Credit);
                 _outgoing.Read(destination[..count]);
-                _sent += (uint)count;
+                _sent = unchecked(_sent + (uint)count);
                 Monitor.PulseAll(this); // writers waiting for room
                 return count;
             }
@@ -790,7 +790,7 @@ internal sealed class VsockDevice : IDisposable
                 if (_incoming.Count == 0)
                     return 0; // end of stream: the guest shut down its sending side, reset, or we closed
                 count = _incoming.Read(destination);
-                _forwardCount += (uint)count;
+                _forwardCount = unchecked(_forwardCount + (uint)count);
             }
 
             device.Wake(); // a credit update may be due

@@ -25,6 +25,15 @@ internal static class EnclaveDescriptionJson
         ["EifPath"] = d.EifPath,
         ["Platform"] = d.Platform,
         ["StartedAt"] = d.StartedAt.ToString("O", CultureInfo.InvariantCulture),
+        ["Forwarding"] = d.Forwarding is { } f
+            ? new JsonObject
+            {
+                ["Forward"] = new JsonArray(f.Forward.Select(r => (JsonNode)JsonValue.Create(r)).ToArray()),
+                ["Publish"] = new JsonArray(f.Publish.Select(r => (JsonNode)JsonValue.Create(r)).ToArray()),
+                ["ActiveConnections"] = f.ActiveConnections,
+                ["TotalConnections"] = f.TotalConnections,
+            }
+            : null,
     };
 
     /// <exception cref="FormatException">A field is missing or malformed.</exception>
@@ -51,6 +60,13 @@ internal static class EnclaveDescriptionJson
                 EifPath = Required(json, "EifPath").GetValue<string>(),
                 Platform = Required(json, "Platform").GetValue<string>(),
                 StartedAt = DateTimeOffset.Parse(Required(json, "StartedAt").GetValue<string>(), CultureInfo.InvariantCulture),
+                Forwarding = json["Forwarding"] is JsonObject f
+                    ? new ForwardingStatus(
+                        Required(f, "Forward").AsArray().Select(r => r!.GetValue<string>()).ToList(),
+                        Required(f, "Publish").AsArray().Select(r => r!.GetValue<string>()).ToList(),
+                        Required(f, "ActiveConnections").GetValue<int>(),
+                        Required(f, "TotalConnections").GetValue<long>())
+                    : null,
             };
         }
         catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
