@@ -166,7 +166,9 @@ public sealed class PortForwarding : IDisposable
                     throw new EnclaveException(LaunchError.InvalidArgument, $"--forward '{rule.Text}': vsock port {rule.VsockPort} is forwarded twice");
                 try
                 {
-                    _vsockListeners.Add(_vsock.Listen(new VsockAddress(NitroEnclaves.ParentCid, rule.VsockPort), 64));
+                var address = new VsockAddress(NitroEnclaves.ParentCid, rule.VsockPort);
+                    // The device's own listeners answer the enclave's connect only once the target is reached.
+                    _vsockListeners.Add(_vsock is VsockDevice.HostSide device ? device.Listen(address, 64, deferResponse: true) : _vsock.Listen(address, 64));
                 }
                 catch (EnclaveException ex)
                 {
@@ -276,9 +278,9 @@ public sealed class PortForwarding : IDisposable
         thread.Start();
     }
 
-    // The enclave connected to CID 3 on the rule's port: connect to the target, then splice. The enclave's connect
-    // has already succeeded (the vsock handshake is answered at once, as vsock-proxy accepts first); a target that
-    // cannot be reached resets it.
+    // The enclave connected to CID 3 on the rule's port: connect to the target, then answer the enclave's connect and
+    // splice. A target that cannot be reached resets the request, so the enclave's connect() fails (ECONNRESET), as
+    // for a port nothing listens on, instead of succeeding and breaking at the first write as with vsock-proxy.
     private void AcceptForward(IVsockListener listener, ForwardRule rule)
     {
         while (!_disposed)
@@ -298,7 +300,7 @@ public sealed class PortForwarding : IDisposable
             var stream = (VsockDevice.GuestStream)connection.Stream;
             if (!Admit(out string? refusal))
             {
-                _log?.Invoke($"--forward {rule.Text}: {refusal}; the enclave's connection is reset");
+                _log?.Invoke($"--forward {rule.Text}: {refusal}; the enclave's connection request is reset");
                 stream.Abort(refusal!);
                 continue;
             }
@@ -321,9 +323,18 @@ public sealed class PortForwarding : IDisposable
         catch (Exception ex) when (ex is SocketException or OperationCanceledException)
         {
             string why = ex is OperationCanceledException ? $"no answer within {ConnectTimeout.TotalSeconds:0} s" : ex.Message;
-            _log?.Invoke($"--forward {rule.Text}: cannot connect to {rule.TargetText}: {why}; the enclave's connection is reset");
+            _log?.Invoke($"--forward {rule.Text}: cannot connect to {rule.TargetText}: {why}; the enclave's connection request is reset");
             socket.Dispose();
             stream.Abort($"{rule.TargetText} cannot be reached");
+            Release();
+            return;
+        }
+
+        if (!stream.Confirm())
+        {
+            // The enclave gave up waiting (Linux's vsock connect timeout is 2 s) or reset it.
+            socket.Dispose();
+            stream.Abort("the enclave gave up the connection");
             Release();
             return;
         }

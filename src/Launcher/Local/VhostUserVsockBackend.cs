@@ -130,9 +130,10 @@ public sealed class VhostUserVsockBackend : IDisposable
 
     private void Serve()
     {
+        Socket? frontEnd = null;
         try
         {
-            Socket frontEnd = _listener!.Accept();
+            frontEnd = _listener!.Accept();
             _frontEnd = frontEnd;
             _log?.Invoke("vhost-user: QEMU connected");
             byte[] payload = new byte[MaxPayload];
@@ -159,7 +160,16 @@ public sealed class VhostUserVsockBackend : IDisposable
                 _log?.Invoke($"vhost-user: {ex.Message}");
         }
 
+        // Close this end as well: after a malformed message nothing reads the socket any more, and a front end
+        // waiting for a reply (QEMU blocks on them) must see the disconnect instead of waiting forever.
+        frontEnd?.Dispose();
         _device.ResetAll("QEMU disconnected");
+
+        // The guest went with QEMU: stop the rings (as GET_VRING_BASE would have), so that nothing more is written to
+        // its memory and DataPathReady turns false. Otherwise a host connect queued a REQUEST no driver would answer
+        // and failed only when its timeout ran out (ETIMEDOUT) instead of being refused at once.
+        foreach (VirtQueue queue in _device.Queues)
+            _device.StopQueue(queue.Index);
         if (!_disposed)
             _log?.Invoke("vhost-user: QEMU disconnected");
     }
@@ -217,6 +227,12 @@ public sealed class VhostUserVsockBackend : IDisposable
             case SetVringBase:
             {
                 (VirtQueue queue, uint num) = VringState(payload, "SET_VRING_BASE");
+
+                // A split ring's index is a u16 (virtio 1.2 §2.7.6; packed rings, whose base also carries a wrap
+                // counter, are not offered), and Linux's vhost refuses more with EINVAL (drivers/vhost/vhost.c,
+                // VHOST_SET_VRING_BASE). Checked here: the (ushort) cast below would throw OverflowException.
+                if (num > ushort.MaxValue)
+                    throw new IOException($"vhost-user: SET_VRING_BASE of {num} for queue {queue.Index}, more than a split ring's 16-bit index");
                 _device.Configure(() => queue.LastAvail = (ushort)num);
                 break;
             }
@@ -339,8 +355,10 @@ public sealed class VhostUserVsockBackend : IDisposable
         payload[..12].CopyTo(answer);
         Span<byte> config = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(config, _device.GuestCid);
+        // offset comes from the front end: add in 64 bits, so that an offset near 4 GiB reads zeros past the config
+        // space instead of overflowing (checked build: OverflowException on this thread).
         for (uint i = 0; i < size; i++)
-            answer[12 + i] = offset + i < 8 ? config[(int)(offset + i)] : (byte)0;
+            answer[12 + i] = (ulong)offset + i < 8 ? config[(int)(offset + i)] : (byte)0;
         Reply(frontEnd, request, answer);
     }
 

@@ -8,11 +8,15 @@ internal readonly record struct ChainSegment(nint Pointer, int Length, bool Writ
 /// <summary>A descriptor chain popped from the available ring: its head index and its buffers, in order.</summary>
 internal sealed record DescriptorChain(ushort Head, IReadOnlyList<ChainSegment> Segments)
 {
-    /// <summary>Bytes the device may write (the writable buffers).</summary>
-    internal int WritableLength => Segments.Where(s => s.Writable).Sum(s => s.Length);
+    // A chain may total up to 2^32 bytes (virtio 1.2 §2.7.5: "Drivers MUST NOT add a descriptor chain longer than
+    // 2^32 bytes in total"), more than an int: the lengths are summed in 64 bits and capped at int.MaxValue, far above
+    // any packet. An int sum threw OverflowException on the data thread for a chain over 2 GiB.
 
-    /// <summary>Bytes the driver gave to read (the readable buffers).</summary>
-    internal int ReadableLength => Segments.Where(s => !s.Writable).Sum(s => s.Length);
+    /// <summary>Bytes the device may write (the writable buffers), at most int.MaxValue.</summary>
+    internal int WritableLength => (int)Math.Min(int.MaxValue, Segments.Where(s => s.Writable).Sum(s => (long)s.Length));
+
+    /// <summary>Bytes the driver gave to read (the readable buffers), at most int.MaxValue.</summary>
+    internal int ReadableLength => (int)Math.Min(int.MaxValue, Segments.Where(s => !s.Writable).Sum(s => (long)s.Length));
 }
 
 /// <summary>

@@ -311,9 +311,13 @@ internal sealed class VsockDevice : IDisposable
 
         var connection = new GuestConnection(this, (uint)request.DestinationCid, request.DestinationPort, request.SourcePort);
         connection.UpdatePeerCredit(request.BufferAllocation, request.ForwardCount);
-        connection.MarkEstablished();
         _connections[(request.SourcePort, request.DestinationPort)] = connection;
-        _control.Enqueue(connection.Header(VsockOp.Response));
+        if (!listener.DeferResponse)
+        {
+            connection.MarkEstablished();
+            _control.Enqueue(connection.Header(VsockOp.Response));
+        }
+
         listener.Enqueue(connection);
     }
 
@@ -444,9 +448,17 @@ internal sealed class VsockDevice : IDisposable
     }
 
     /// <summary>The host's end of the guest's vsock: listen for the guest's connections, connect to the guest.</summary>
-    private sealed class HostSide(VsockDevice device) : IVsockTransport
+    internal sealed class HostSide(VsockDevice device) : IVsockTransport
     {
-        public IVsockListener Listen(VsockAddress address, int backlog = 16)
+        public IVsockListener Listen(VsockAddress address, int backlog = 16) => Listen(address, backlog, deferResponse: false);
+
+        /// <summary>
+        /// Listens; with <paramref name="deferResponse"/> a guest's connection request is handed to Accept without an
+        /// answer, and the guest's connect() waits until the host calls <see cref="GuestStream.Confirm"/> (RESPONSE) or
+        /// <see cref="GuestStream.Abort"/> (RST: the guest's connect() fails), so that a forward whose target cannot be
+        /// reached fails the enclave's connect instead of accepting it and resetting it later.
+        /// </summary>
+        internal IVsockListener Listen(VsockAddress address, int backlog, bool deferResponse)
         {
             if (address.Cid is not (NitroEnclaves.HostCid or NitroEnclaves.ParentCid or VmSockets.CidAny))
                 throw KernelVsock.Failure($"bind to {address}", Libc.EADDRNOTAVAIL);
@@ -455,7 +467,7 @@ internal sealed class VsockDevice : IDisposable
                 uint port = address.Port == VmSockets.PortAny ? device.AllocateHostPort() : address.Port;
                 if (device._listeners.ContainsKey(port))
                     throw KernelVsock.Failure($"bind to {address}", Libc.EADDRINUSE);
-                var listener = new Listener(device, new VsockAddress(address.Cid == VmSockets.CidAny ? NitroEnclaves.ParentCid : address.Cid, port), backlog);
+                var listener = new Listener(device, new VsockAddress(address.Cid == VmSockets.CidAny ? NitroEnclaves.ParentCid : address.Cid, port), backlog) { DeferResponse = deferResponse };
                 device._listeners[port] = listener;
                 return listener;
             }
@@ -500,6 +512,9 @@ internal sealed class VsockDevice : IDisposable
         private bool _closed;
 
         public VsockAddress LocalAddress { get; } = local;
+
+        /// <summary>Connection requests are answered by the host (<see cref="GuestStream.Confirm"/>), not at once.</summary>
+        internal bool DeferResponse { get; init; }
 
         internal bool HasRoom
         {
@@ -579,6 +594,7 @@ internal sealed class VsockDevice : IDisposable
         private bool _hostWriteClosed;
         private bool _hostClosed;
         private bool _shutdownSent;
+        private bool _closeShutdownSent; // the SHUTDOWN with both flags (the close's) went out
         private long _closeDeadline = long.MaxValue;
         private uint _forwardCount;
         private uint _advertisedForwardCount;
@@ -739,11 +755,19 @@ internal sealed class VsockDevice : IDisposable
                     return Header(VsockOp.CreditUpdate);
                 }
 
-                if (_hostWriteClosed && !_shutdownSent && (_outgoing.Count == 0 || _peerReceiveShutdown))
+                // A close after a half-close (ShutdownWrite sent SHUTDOWN with SEND only) still owes the guest a
+                // SHUTDOWN with both flags and starts the close timeout, as Linux's virtio_transport_close does unless
+                // both were sent already (virtio 1.2 §5.10.6.5: clean disconnect is SHUTDOWN for both directions, then
+                // RST). Without it the connection stayed open until the guest happened to close.
+                if (_hostWriteClosed && (!_shutdownSent || (_hostClosed && !_closeShutdownSent)) && (_outgoing.Count == 0 || _peerReceiveShutdown))
                 {
                     _shutdownSent = true;
                     if (_hostClosed)
+                    {
+                        _closeShutdownSent = true;
                         _closeDeadline = Environment.TickCount64 + (long)CloseTimeout.TotalMilliseconds;
+                    }
+
                     return _hostClosed ? Header(VsockOp.Shutdown) : Header(VsockOp.Shutdown) with { Flags = VsockHeader.ShutdownSend };
                 }
 
@@ -840,6 +864,21 @@ internal sealed class VsockDevice : IDisposable
             device.Wake();
         }
 
+        /// <summary>Answers a deferred connection request (RESPONSE); false when the guest gave up or reset it meanwhile.</summary>
+        internal bool Confirm()
+        {
+            lock (device._gate)
+            {
+                if (!device._connections.TryGetValue((GuestPort, HostPort), out GuestConnection? registered) || registered != this || Established(out _))
+                    return false;
+                MarkEstablished();
+                device._control.Enqueue(Header(VsockOp.Response));
+            }
+
+            device.Wake();
+            return true;
+        }
+
         /// <summary>
         /// Ends the connection at once with a RST to the guest, dropping what is buffered either way (the host peer of
         /// a forwarded connection reset its TCP connection: the enclave sees ECONNRESET, not an orderly end).
@@ -902,6 +941,9 @@ internal sealed class VsockDevice : IDisposable
 
         /// <summary>Half-close: the enclave reads end of stream, this side can still read.</summary>
         public void ShutdownWrite() => connection.ShutdownWrite();
+
+        /// <summary>Answers a connection request accepted from a deferring listener; false when the guest has given up on it.</summary>
+        public bool Confirm() => connection.Confirm();
 
         /// <summary>After a read returned 0: why the enclave's side reset the connection, or null for an orderly end of stream.</summary>
         public string? ResetReason => connection.ResetReason;
