@@ -35,6 +35,7 @@ internal sealed class VsockDevice : IDisposable
     private GuestMemory? _memory;
     private readonly byte[] _receiveBuffer = new byte[VsockHeader.Size + VsockHeader.MaxPayload];
     private readonly byte[] _sendBuffer = new byte[VsockHeader.Size + VsockHeader.MaxPayload];
+    private readonly List<GuestConnection> _snapshot = []; // NextWork's and ExpireClosing's copy of the connections (data thread only)
     private uint _nextHostPort = 1024;
     private int _roundRobin;
 
@@ -394,7 +395,10 @@ internal sealed class VsockDevice : IDisposable
     // data when it has credit, else a credit update, else its shutdown once its data is out.
     private VsockHeader? NextWork(out GuestConnection? connection)
     {
-        var all = _connections.Values.ToList();
+        // A snapshot in a list kept across calls: this runs once per packet, and a fresh list each time was garbage.
+        List<GuestConnection> all = _snapshot;
+        all.Clear();
+        all.AddRange(_connections.Values);
         for (int i = 0; i < all.Count; i++)
         {
             GuestConnection candidate = all[(_roundRobin + i) % all.Count];
@@ -427,7 +431,10 @@ internal sealed class VsockDevice : IDisposable
 
     private void ExpireClosing()
     {
-        foreach (GuestConnection connection in _connections.Values.ToList())
+        List<GuestConnection> all = _snapshot;
+        all.Clear();
+        all.AddRange(_connections.Values);
+        foreach (GuestConnection connection in all)
         {
             if (connection.CloseExpired)
                 Remove(connection, sendReset: true);
