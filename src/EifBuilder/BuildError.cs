@@ -47,6 +47,9 @@ public enum BuildError
 
     /// <summary>A Dockerfile build that failed.</summary>
     BuildFailed,
+
+    /// <summary>A ramdisk that is not a valid newc cpio archive (plain, gzip or zstd): truncated, bad field, bad name.</summary>
+    InvalidRamdisk,
 }
 
 /// <summary>The one exception type of the builder, carrying a <see cref="BuildError"/>.</summary>
