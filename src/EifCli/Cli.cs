@@ -23,6 +23,7 @@ internal static class Cli
         root.Subcommands.Add(new TerminateEnclaveCommand(stdout, stderr));
         root.Subcommands.Add(new ConsoleCommand(stdout, stderr));
         root.Subcommands.Add(new LocalCommand(stdout, stderr));
+        root.Subcommands.Add(new LsCommand(stdout));
         root.Subcommands.Add(new EnclaveProcessCommand());
         return root;
     }
