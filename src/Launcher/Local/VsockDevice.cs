@@ -207,6 +207,20 @@ internal sealed class VsockDevice : IDisposable
             {
                 _log?.Invoke($"vsock: {ex.Message}");
             }
+            catch (Exception ex)
+            {
+                // A bug here must not take the keeper down (and QEMU with it, through its parent-death signal): the
+                // device stops, every connection is reset, and the log says why; the enclave keeps running.
+                _log?.Invoke($"vsock: internal error, the enclave's vsock device stops: {ex}");
+                lock (_gate)
+                {
+                    ResetAll("the vsock device failed");
+                    foreach (VirtQueue queue in Queues)
+                        queue.Stop();
+                }
+
+                return;
+            }
         }
     }
 
