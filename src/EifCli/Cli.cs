@@ -23,6 +23,8 @@ internal static class Cli
         root.Subcommands.Add(new TerminateEnclaveCommand(stdout, stderr));
         root.Subcommands.Add(new ConsoleCommand(stdout, stderr));
         root.Subcommands.Add(new LocalCommand(stdout, stderr));
+        root.Subcommands.Add(new ExtractCommand(stdout));
+        root.Subcommands.Add(new DiffCommand(stdout, stderr));
         root.Subcommands.Add(new LsCommand(stdout));
         root.Subcommands.Add(new EnclaveProcessCommand());
         return root;
