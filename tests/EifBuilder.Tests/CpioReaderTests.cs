@@ -1,3 +1,4 @@
+using EifTests.Shared;
 using System.IO.Compression;
 using System.Text;
 using EifBuilder;
@@ -23,7 +24,7 @@ public sealed class CpioReaderTests
     [Fact]
     public void Read_WhatTheWriterWrote_EveryField()
     {
-        byte[] archive = Write(Sample);
+        byte[] archive = NewcArchive.Write(Sample);
         using var reader = new CpioReader(new MemoryStream(archive), "test");
         var records = ReadAll(reader);
 
@@ -43,7 +44,7 @@ public sealed class CpioReaderTests
     [Fact]
     public void Read_SkippingData_StillFindsEveryEntry()
     {
-        using var reader = new CpioReader(new MemoryStream(Write(Sample)), "test");
+        using var reader = new CpioReader(new MemoryStream(NewcArchive.Write(Sample)), "test");
         int count = 0;
         while (reader.Next() is not null)
             count++;
@@ -55,8 +56,8 @@ public sealed class CpioReaderTests
     [InlineData("zstd")]
     public void Read_Compressed_IsDetectedByItsMagic(string format)
     {
-        byte[] plain = Write(Sample);
-        byte[] compressed = format == "gzip" ? Gzip(plain) : Zstd(plain);
+        byte[] plain = NewcArchive.Write(Sample);
+        byte[] compressed = format == "gzip" ? NewcArchive.Gzip(plain) : NewcArchive.Zstd(plain);
         using var reader = new CpioReader(new MemoryStream(compressed), "test");
         var records = ReadAll(reader);
         Assert.Equal(format == "gzip" ? RamdiskCompression.Gzip : RamdiskCompression.Zstd, reader.Compression);
@@ -67,8 +68,8 @@ public sealed class CpioReaderTests
     [Fact]
     public void Read_ConcatenatedArchives_PlainThenGzip_ReadsBoth()
     {
-        byte[] first = Write(Sample[..2]);
-        byte[] second = Gzip(Write([new CpioEntry("init", CpioKind.File, 0x1ED, 0, 0, 0, 2, Data: "#!"u8.ToArray())]));
+        byte[] first = NewcArchive.Write(Sample[..2]);
+        byte[] second = NewcArchive.Gzip(NewcArchive.Write([new CpioEntry("init", CpioKind.File, 0x1ED, 0, 0, 0, 2, Data: "#!"u8.ToArray())]));
         using var reader = new CpioReader(new MemoryStream([.. first, .. second]), "test");
         var records = ReadAll(reader);
         Assert.Equal(["bin", "bin/busybox", "init"], records.Select(r => r.Record.Name));
@@ -79,7 +80,7 @@ public sealed class CpioReaderTests
     [Fact]
     public void Read_Newc070702_ChecksTheChecksum()
     {
-        byte[] archive = Write(Sample);
+        byte[] archive = NewcArchive.Write(Sample);
         // Turn the regular file "bin/busybox" (second entry) into 070702 with its right checksum, then a wrong one.
         int at = Find(archive, "bin/busybox") - 110;
         Encoding.ASCII.GetBytes("070702").CopyTo(archive, at);
@@ -125,7 +126,7 @@ public sealed class CpioReaderTests
 
     private static byte[] Malformed(string name)
     {
-        byte[] good = Write(Sample);
+        byte[] good = NewcArchive.Write(Sample);
         byte[] Patch(int offset, string text)
         {
             byte[] copy = (byte[])good.Clone();
@@ -151,7 +152,7 @@ public sealed class CpioReaderTests
             "size past the end" => Patch(file + 6 + (8 * 6), "000f4240"),
             "no trailer" => good[..trailer],
             "garbage after the trailer" => [.. good, .. "GARBAGE!"u8.ToArray()],
-            "corrupt gzip" => Gzip(good).Let(a => { for (int i = 20; i < 60; i++) a[i] ^= 0x5a; return a; }),
+            "corrupt gzip" => NewcArchive.Gzip(good).Let(a => { for (int i = 20; i < 60; i++) a[i] ^= 0x5a; return a; }),
             "070701 with a checksum" => Patch(6 + (8 * 12), "00000001"),
             _ => throw new ArgumentException(name),
         };
@@ -163,29 +164,8 @@ public sealed class CpioReaderTests
         return archive.AsSpan().IndexOf(needle);
     }
 
-    private static byte[] Write(IEnumerable<CpioEntry> entries)
-    {
-        using var output = new MemoryStream();
-        using (var archive = new CpioArchiveStream(entries))
-            archive.CopyTo(output);
-        return output.ToArray();
-    }
 
-    private static byte[] Gzip(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(data);
-        return output.ToArray();
-    }
 
-    private static byte[] Zstd(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var zstd = new SharpCompress.Compressors.ZStandard.CompressionStream(output, 3, 1 << 17, true))
-            zstd.Write(data);
-        return output.ToArray();
-    }
 
     private static List<(CpioRecord Record, string Text)> ReadAll(CpioReader reader)
     {

@@ -1,3 +1,4 @@
+using EifTests.Shared;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -99,28 +100,28 @@ public sealed class RamdiskUnpackerTests : IDisposable
         string deep = string.Join('/', Enumerable.Range(0, 20).Select(i => new string((char)('a' + i), 192)));
         return name switch
         {
-            "dotdot" => Archive(Regular("../escape", "x")),
-            "dotdot-below-a-folder" => Archive(Dir("a"), Regular("a/../../escape", "x")),
-            "dotdot-staying-inside" => Archive(Dir("a"), Regular("a/../b", "x")),
-            "absolute-dotdot" => Archive(Regular("/../escape", "x")),
-            "symlink-to-tmp-then-child" => Archive(Symlink("a", "/tmp"), Regular("a/" + _marker, "x")),
-            "symlink-to-sentinel-dir-then-child" => Archive(Symlink("a", sentinelDir), Regular("a/evil", "x")),
-            "symlink-dotdot-then-child" => Archive(Symlink("a", ".."), Regular("a/evil", "x")),
-            "symlink-dot-then-child" => Archive(Symlink("a", "."), Regular("a/x", "x")),
-            "symlink-dot-chain-then-child" => Archive(Symlink("l1", "."), Symlink("l2", "l1/l1/l1/.."), Regular("l2/evil", "x")),
-            "symlink-as-grandparent" => Archive(Symlink("a", ".."), Regular("a/sentinel-dir/evil", "x")),
-            "absolute-symlink-then-hardlink-through-it" => Archive(
+            "dotdot" => NewcArchive.Write(Regular("../escape", "x")),
+            "dotdot-below-a-folder" => NewcArchive.Write(Dir("a"), Regular("a/../../escape", "x")),
+            "dotdot-staying-inside" => NewcArchive.Write(Dir("a"), Regular("a/../b", "x")),
+            "absolute-dotdot" => NewcArchive.Write(Regular("/../escape", "x")),
+            "symlink-to-tmp-then-child" => NewcArchive.Write(Symlink("a", "/tmp"), Regular("a/" + _marker, "x")),
+            "symlink-to-sentinel-dir-then-child" => NewcArchive.Write(Symlink("a", sentinelDir), Regular("a/evil", "x")),
+            "symlink-dotdot-then-child" => NewcArchive.Write(Symlink("a", ".."), Regular("a/evil", "x")),
+            "symlink-dot-then-child" => NewcArchive.Write(Symlink("a", "."), Regular("a/x", "x")),
+            "symlink-dot-chain-then-child" => NewcArchive.Write(Symlink("l1", "."), Symlink("l2", "l1/l1/l1/.."), Regular("l2/evil", "x")),
+            "symlink-as-grandparent" => NewcArchive.Write(Symlink("a", ".."), Regular("a/sentinel-dir/evil", "x")),
+            "absolute-symlink-then-hardlink-through-it" => NewcArchive.Write(
                 Symlink("s", sentinelDir), Regular("f", string.Empty, inode: shared, links: 2), Regular("s/inside.txt", "owned\n", inode: shared, links: 2)),
-            "hardlink-first-name-through-symlink" => Archive(
+            "hardlink-first-name-through-symlink" => NewcArchive.Write(
                 Symlink("s", sentinelDir), Regular("s/x", string.Empty, inode: shared, links: 2), Regular("y", "data", inode: shared, links: 2)),
-            "dir-then-symlink-same-name-then-file" => Archive(Dir("a"), Symlink("a", sentinelDir), Regular("a/evil", "x")),
-            "dir-then-file-same-name" => Archive(Dir("a"), Regular("a/kept", "x"), Regular("a", "file")),
-            "hardlink-first-name-outside" => Archive(Regular("../x", string.Empty, inode: shared, links: 2), Regular("y", "data", inode: shared, links: 2)),
-            "hardlink-last-name-outside" => Archive(Regular("x", string.Empty, inode: shared, links: 2), Regular("../y", "data", inode: shared, links: 2)),
-            "deep-4095-byte-name" => Archive([
+            "dir-then-symlink-same-name-then-file" => NewcArchive.Write(Dir("a"), Symlink("a", sentinelDir), Regular("a/evil", "x")),
+            "dir-then-file-same-name" => NewcArchive.Write(Dir("a"), Regular("a/kept", "x"), Regular("a", "file")),
+            "hardlink-first-name-outside" => NewcArchive.Write(Regular("../x", string.Empty, inode: shared, links: 2), Regular("y", "data", inode: shared, links: 2)),
+            "hardlink-last-name-outside" => NewcArchive.Write(Regular("x", string.Empty, inode: shared, links: 2), Regular("../y", "data", inode: shared, links: 2)),
+            "deep-4095-byte-name" => NewcArchive.Write([
                 .. Enumerable.Range(1, 20).Select(n => Dir(string.Join('/', deep.Split('/')[..n]))),
                 Regular(deep + "/" + new string('z', 4095 - deep.Length - 1), "x")]),
-            "truncated-inside-a-file" => Archive(Dir("a"), Regular("a/big", new string('b', 1 << 20)))[..2000],
+            "truncated-inside-a-file" => NewcArchive.Write(Dir("a"), Regular("a/big", new string('b', 1 << 20)))[..2000],
             _ => throw new ArgumentException(name),
         };
     }
@@ -130,7 +131,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_AbsoluteNames_LandInsideTheFolder()
     {
-        var entries = Unpack(Archive(Dir("/abs"), Regular("/abs/file", "abs"), Regular("//twice", "2")));
+        var entries = Unpack(NewcArchive.Write(Dir("/abs"), Regular("/abs/file", "abs"), Regular("//twice", "2")));
 
         Assert.Equal("abs", ReadText("abs/file"));
         Assert.Equal("2", ReadText("twice"));
@@ -142,7 +143,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_AbsoluteNameWithoutItsFolder_IsSkippedAsTheKernelWould()
     {
-        var entries = Unpack(Archive(Regular("/abs/file", "abs")));
+        var entries = Unpack(NewcArchive.Write(Regular("/abs/file", "abs")));
 
         Assert.Equal(UnpackAction.Skipped, entries[0].Action);
         Assert.Contains("its folder 'abs' was not made", entries[0].Reason);
@@ -153,7 +154,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_DotSlashAndDoubleSlashes_AreCollapsed()
     {
-        var entries = Unpack(Archive(Dir("./d"), Regular("./x", "x"), Regular("d//y", "y"), Regular(".//d/.//z", "z")));
+        var entries = Unpack(NewcArchive.Write(Dir("./d"), Regular("./x", "x"), Regular("d//y", "y"), Regular(".//d/.//z", "z")));
 
         Assert.Equal(["d", "x", "d/y", "d/z"], entries.Select(e => e.Path));
         Assert.Equal("x", ReadText("x"));
@@ -179,7 +180,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_Symlinks_AreStoredVerbatimNeverResolved()
     {
         string outside = Path.Combine(_sandbox, "sentinel.txt");
-        var entries = Unpack(Archive(Symlink("abs", outside), Symlink("up", "../../.."), Symlink("l1", "."), Symlink("l2", "l1/l1/l1/.."), Symlink("dangling", "/nonexistent/" + _marker)));
+        var entries = Unpack(NewcArchive.Write(Symlink("abs", outside), Symlink("up", "../../.."), Symlink("l1", "."), Symlink("l2", "l1/l1/l1/.."), Symlink("dangling", "/nonexistent/" + _marker)));
 
         Assert.Equal(outside, new FileInfo(Host("abs")).LinkTarget);
         Assert.Equal("../../..", new FileInfo(Host("up")).LinkTarget);
@@ -195,7 +196,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_FileOverSymlink_ReplacesTheLinkNeverWritesThroughIt()
     {
         string sentinel = Path.Combine(_sandbox, "sentinel.txt");
-        var entries = Unpack(Archive(Symlink("x", sentinel), Regular("x", "pwned")));
+        var entries = Unpack(NewcArchive.Write(Symlink("x", sentinel), Regular("x", "pwned")));
 
         Assert.Null(new FileInfo(Host("x")).LinkTarget);
         Assert.Equal("pwned", ReadText("x"));
@@ -209,7 +210,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_FileThenFolderOfTheSameName_TheFolderReplacesTheFile()
     {
-        var entries = Unpack(Archive(Regular("x", "one"), Dir("x"), Regular("x/inner", "two")));
+        var entries = Unpack(NewcArchive.Write(Regular("x", "one"), Dir("x"), Regular("x/inner", "two")));
 
         Assert.True(Directory.Exists(Host("x")));
         Assert.Equal("two", ReadText("x/inner"));
@@ -220,7 +221,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_DuplicateNames_LastOneWins()
     {
-        var entries = Unpack(Archive(Regular("dup", "first"), Regular("dup", "second"), Dir("d", mode: 0x1C0), Dir("d", mode: 0x1ED), Symlink("s", "one"), Symlink("s", "two")));
+        var entries = Unpack(NewcArchive.Write(Regular("dup", "first"), Regular("dup", "second"), Dir("d", mode: 0x1C0), Dir("d", mode: 0x1ED), Symlink("s", "one"), Symlink("s", "two")));
 
         Assert.Equal("second", ReadText("dup"));
         Assert.Equal(0x1ED, Lstat("d")!.Value.Mode & 0xFFF);
@@ -264,7 +265,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_SocketAndUnknownType_AreRecordedAndSkipped()
     {
-        var entries = Unpack(Archive(new CpioEntry("sock", (CpioKind)0xC000, 0x1ED, 0, 0, Time, 0), new CpioEntry("weird", (CpioKind)0xE000, 0x1A4, 0, 0, Time, 0)));
+        var entries = Unpack(NewcArchive.Write(new CpioEntry("sock", (CpioKind)0xC000, 0x1ED, 0, 0, Time, 0), new CpioEntry("weird", (CpioKind)0xE000, 0x1A4, 0, 0, Time, 0)));
 
         Assert.Equal([UnpackAction.Recorded, UnpackAction.Skipped], entries.Select(e => e.Action));
         Assert.Empty(Directory.EnumerateFileSystemEntries(_out));
@@ -274,7 +275,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_FolderOrDeviceWithData_IsSkippedAsTheKernelDoes()
     {
-        var entries = Unpack(Archive(
+        var entries = Unpack(NewcArchive.Write(
             new CpioEntry("d", CpioKind.Directory, 0x1ED, 0, 0, Time, 3, Data: "abc"u8.ToArray()),
             new CpioEntry("c", CpioKind.CharDevice, 0x1B6, 0, 0, Time, 2, Data: "xy"u8.ToArray(), RdevMajor: 1, RdevMinor: 3),
             Regular("after", "still read")));
@@ -288,7 +289,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_SetUidFile_KeepsItsBitsAndOwnerOnlyWithOwnership()
     {
         Assert.SkipUnless(RamdiskUnpackOptions.IsRoot, "lchown needs root (tools/test and CI run the tests as root)");
-        byte[] archive = Archive(Regular("suid", "#!", mode: 0xDED, uid: 1234, gid: 5678), Regular("sgid", "#!", mode: 0x5ED), Dir("sticky", mode: 0x3FF));
+        byte[] archive = NewcArchive.Write(Regular("suid", "#!", mode: 0xDED, uid: 1234, gid: 5678), Regular("sgid", "#!", mode: 0x5ED), Dir("sticky", mode: 0x3FF));
 
         Unpack(archive, new RamdiskUnpackOptions { PreserveOwnership = true });
         var kept = Lstat("suid")!.Value;
@@ -307,7 +308,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_ReadOnlyFolders_StillTakeTheirChildrenAndGetTheirModeAtTheEnd()
     {
-        var entries = Unpack(Archive(Dir("ro", mode: 0x16D), Dir("ro/inner", mode: 0), Regular("ro/inner/f", "data", mode: 0x124), Regular("ro/g", "g", mode: 0)));
+        var entries = Unpack(NewcArchive.Write(Dir("ro", mode: 0x16D), Dir("ro/inner", mode: 0), Regular("ro/inner/f", "data", mode: 0x124), Regular("ro/g", "g", mode: 0)));
 
         Assert.All(entries, e => Assert.Equal(UnpackAction.Created, e.Action));
         Assert.Equal(0x16D, Lstat("ro")!.Value.Mode & 0xFFF);         // 0555
@@ -322,7 +323,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_Mtimes_AreSetLastOnFilesFoldersAndLinks()
     {
-        Unpack(Archive(Dir("d", mtime: 1_000_000_000), Regular("d/f", "x", mtime: 1_100_000_000), Symlink("d/l", "f", mtime: 1_200_000_000), Dir("d/e", mtime: 1_300_000_000)));
+        Unpack(NewcArchive.Write(Dir("d", mtime: 1_000_000_000), Regular("d/f", "x", mtime: 1_100_000_000), Symlink("d/l", "f", mtime: 1_200_000_000), Dir("d/e", mtime: 1_300_000_000)));
 
         Assert.Equal(1_000_000_000, Lstat("d")!.Value.ModTime); // not moved by the children made after it
         Assert.Equal(1_100_000_000, Lstat("d/f")!.Value.ModTime);
@@ -335,7 +336,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_HardLinksWithDataOnTheLastName_ShareOneInodeHoldingIt()
     {
         var shared = new object();
-        var entries = Unpack(Archive(Dir("d"), Regular("d/h1", string.Empty, inode: shared, links: 3), Regular("h2", string.Empty, inode: shared, links: 3), Regular("d/h3", "the data", inode: shared, links: 3)));
+        var entries = Unpack(NewcArchive.Write(Dir("d"), Regular("d/h1", string.Empty, inode: shared, links: 3), Regular("h2", string.Empty, inode: shared, links: 3), Regular("d/h3", "the data", inode: shared, links: 3)));
 
         var h1 = Lstat("d/h1")!.Value;
         Assert.Equal((h1.Inode, 3u), (Lstat("h2")!.Value.Inode, h1.LinkCount));
@@ -350,7 +351,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_HardLinksWithDataOnTheFirstName_KeepIt()
     {
         var shared = new object();
-        Unpack(Archive(Regular("a", "first has it", inode: shared, links: 2), Regular("b", string.Empty, inode: shared, links: 2)));
+        Unpack(NewcArchive.Write(Regular("a", "first has it", inode: shared, links: 2), Regular("b", string.Empty, inode: shared, links: 2)));
 
         Assert.Equal(Lstat("a")!.Value.Inode, Lstat("b")!.Value.Inode);
         Assert.Equal("first has it", ReadText("b"));
@@ -361,7 +362,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_HardLinkWhoseFirstNameWasReplaced_LinksToAnotherName()
     {
         var shared = new object();
-        var entries = Unpack(Archive(
+        var entries = Unpack(NewcArchive.Write(
             Regular("a", string.Empty, inode: shared, links: 3), Regular("b", string.Empty, inode: shared, links: 3),
             Regular("a", "unrelated"), Regular("c", "data", inode: shared, links: 3)));
 
@@ -379,7 +380,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
         // The kernel forgets its links at each TRAILER!!! (free_hash): the same c_ino in the next archive is another file.
         var first = new object();
         var second = new object();
-        byte[] archive = [.. Archive(Regular("a", "one", inode: first, links: 2)), .. Archive(Regular("b", "two", inode: second, links: 2))];
+        byte[] archive = [.. NewcArchive.Write(Regular("a", "one", inode: first, links: 2)), .. NewcArchive.Write(Regular("b", "two", inode: second, links: 2))];
 
         Unpack(archive);
 
@@ -391,7 +392,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_MissingOrNonFolderParent_IsSkipped()
     {
-        var entries = Unpack(Archive(Regular("f", "x"), Regular("f/child", "y"), Regular("nodir/child", "z")));
+        var entries = Unpack(NewcArchive.Write(Regular("f", "x"), Regular("f/child", "y"), Regular("nodir/child", "z")));
 
         Assert.Equal([UnpackAction.Created, UnpackAction.Skipped, UnpackAction.Skipped], entries.Select(e => e.Action));
         Assert.Equal("its parent 'f' is a file (entry 0), not a folder", entries[1].Reason);
@@ -403,7 +404,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_LongNames_ComponentOverNameMaxIsSkippedDeepNameThatFitsIsCreated()
     {
         string deep = string.Join('/', Enumerable.Range(0, 14).Select(i => new string((char)('a' + i), 200)));
-        var entries = Unpack(Archive([
+        var entries = Unpack(NewcArchive.Write([
             Regular(new string('n', 4095), "too long a component"),
             .. Enumerable.Range(1, 14).Select(n => Dir(string.Join('/', deep.Split('/')[..n]))),
             Regular(deep + "/leaf", "deep")]));
@@ -420,7 +421,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     public void Unpack_NonUtf8Names_AreCreatedByteForByte()
     {
         string latin1 = "caf\u00e9"; // the byte 0xE9, as the reader holds it
-        Unpack(Archive(Regular(latin1, "latin-1"), Regular("gr\u00c3\u00bc\u00c3\u009f", "utf-8"))); // "grüß" as UTF-8 bytes held as Latin-1
+        Unpack(NewcArchive.Write(Regular(latin1, "latin-1"), Regular("gr\u00c3\u00bc\u00c3\u009f", "utf-8"))); // "grüß" as UTF-8 bytes held as Latin-1
 
         string listing = EifTests.Shared.TestImages.Run(Encoding.Latin1, "find", _out, "-mindepth", "1", "-printf", "%P\\n");
         Assert.Equal(["caf\u00e9", "gr\u00c3\u00bc\u00c3\u009f"], listing.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal));
@@ -434,7 +435,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
         Directory.CreateDirectory(_out);
         File.WriteAllText(Path.Combine(_out, "mine"), "mine");
 
-        var ex = Assert.Throws<IOException>(() => Unpack(Archive(Regular("mine", "theirs"))));
+        var ex = Assert.Throws<IOException>(() => Unpack(NewcArchive.Write(Regular("mine", "theirs"))));
 
         Assert.Contains("already exists", ex.Message);
         Assert.Equal("mine", File.ReadAllText(Path.Combine(_out, "mine")));
@@ -444,7 +445,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Commit_DestinationAppearedMeanwhile_IsNotReplacedAndDisposeRemovesTheTemporaryFolder()
     {
-        using var cpio = new CpioReader(new MemoryStream(Archive(Regular("f", "x"))), "test archive");
+        using var cpio = new CpioReader(new MemoryStream(NewcArchive.Write(Regular("f", "x"))), "test archive");
         RamdiskUnpack staged = RamdiskUnpacker.Stage(cpio, "test archive", _out);
         Assert.True(Directory.Exists(staged.TemporaryPath));
         Assert.StartsWith(Path.Combine(_sandbox, ".out.tmp-"), staged.TemporaryPath);
@@ -461,7 +462,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
     [Fact]
     public void Unpack_Entries_CarryNameOffsetAndHash()
     {
-        var entries = Unpack(Archive(Dir("d"), Regular("d/f", "hello")));
+        var entries = Unpack(NewcArchive.Write(Dir("d"), Regular("d/f", "hello")));
 
         Assert.Equal([0, 1], entries.Select(e => e.Index));
         Assert.Equal(0, entries[0].Offset);
@@ -479,7 +480,7 @@ public sealed class RamdiskUnpackerTests : IDisposable
         return RamdiskUnpacker.Unpack(cpio, "test archive", _out, options);
     }
 
-    private static byte[] Devices() => Archive(
+    private static byte[] Devices() => NewcArchive.Write(
         Dir("dev"),
         new CpioEntry("dev/null", CpioKind.CharDevice, 0x1B6, 0, 0, Time, 0, RdevMajor: 1, RdevMinor: 3),
         new CpioEntry("dev/big", CpioKind.BlockDevice, 0x1A0, 0, 6, Time, 0, RdevMajor: 259, RdevMinor: 300000),
@@ -496,13 +497,6 @@ public sealed class RamdiskUnpackerTests : IDisposable
     private static CpioEntry Symlink(string name, string target, long mtime = Time) =>
         new(name, CpioKind.Symlink, 0x1FF, 0, 0, mtime, Encoding.Latin1.GetByteCount(target), Data: Encoding.Latin1.GetBytes(target));
 
-    private static byte[] Archive(params CpioEntry[] entries)
-    {
-        using var output = new MemoryStream();
-        using (var archive = new CpioArchiveStream(entries))
-            archive.CopyTo(output);
-        return output.ToArray();
-    }
 
     // Hand-written newc for what the writer refuses (an empty name): header, name, NUL, padding, data, padding.
     private static byte[] RawArchive(params (string Name, int Mode, byte[] Data)[] entries)

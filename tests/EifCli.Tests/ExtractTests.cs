@@ -145,7 +145,7 @@ public sealed class ExtractTests : IDisposable
     public void Extract_ExistingTreeName_FailsBeforeWritingTheFiles()
     {
         string output = Path.Combine(_dir, "out");
-        string eif = BuildEif(Newc(Entry("init", "#!")));
+        string eif = BuildEif(NewcArchive.Write(Entry("init", "#!")));
         Directory.CreateDirectory(Path.Combine(output, "ramdisk-0"));
 
         var (code, _, stderr) = Run("extract", "--eif-path", eif, "--output-dir", output, "--unpack");
@@ -182,9 +182,9 @@ public sealed class ExtractTests : IDisposable
         byte[] ramdisk = what switch
         {
             "not an archive" => File.ReadAllBytes(Golden("inputs/ramdisk1.bin")),
-            "truncated" => Newc(Entry("init", "#!"), Entry("big", new string('b', 100_000)))[..5000],
-            "escaping name" => Newc(Entry("init", "#!"), Entry("../escape", "x")),
-            _ => Newc(new CpioEntry("t", CpioKind.Symlink, 0x1FF, 0, 0, 0, 4, Data: "/tmp"u8.ToArray()), Entry("t/eif-extract-escape", "x")),
+            "truncated" => NewcArchive.Write(Entry("init", "#!"), Entry("big", new string('b', 100_000)))[..5000],
+            "escaping name" => NewcArchive.Write(Entry("init", "#!"), Entry("../escape", "x")),
+            _ => NewcArchive.Write(new CpioEntry("t", CpioKind.Symlink, 0x1FF, 0, 0, 0, 4, Data: "/tmp"u8.ToArray()), Entry("t/eif-extract-escape", "x")),
         };
         string eif = BuildEif(ramdisk);
         string output = Path.Combine(_dir, "out");
@@ -205,7 +205,7 @@ public sealed class ExtractTests : IDisposable
     [Fact]
     public void Extract_UnpackOfABadRamdisk_RemovesTheFolderItCreated()
     {
-        string eif = BuildEif(Newc(Entry("../escape", "x")));
+        string eif = BuildEif(NewcArchive.Write(Entry("../escape", "x")));
         string output = Path.Combine(_dir, "new", "out");
         Directory.CreateDirectory(Path.Combine(_dir, "new"));
 
@@ -218,8 +218,8 @@ public sealed class ExtractTests : IDisposable
     [Fact]
     public void Extract_GzipAndZstdRamdisks_AreNamedByTheirCompressionAndUnpack()
     {
-        byte[] plain = Newc(Entry("init", "#!/bin/sh\n"));
-        string eif = BuildEif(Gzip(plain), Zstd(plain));
+        byte[] plain = NewcArchive.Write(Entry("init", "#!/bin/sh\n"));
+        string eif = BuildEif(NewcArchive.Gzip(plain), NewcArchive.Zstd(plain));
         string output = Path.Combine(_dir, "out");
 
         var (code, stdout, stderr) = Run("extract", "--eif-path", eif, "--output-dir", output, "--unpack", "--section", "ramdisk:0", "--section", "ramdisk:1");
@@ -237,7 +237,7 @@ public sealed class ExtractTests : IDisposable
     [Fact]
     public void Extract_Json_DescribesEveryFileWithItsHash()
     {
-        string eif = BuildEif(Newc(Entry("init", "#!")));
+        string eif = BuildEif(NewcArchive.Write(Entry("init", "#!")));
         string output = Path.Combine(_dir, "out");
 
         var (code, stdout, stderr) = Run("extract", "--eif-path", eif, "--output-dir", output, "--unpack", "--json");
@@ -388,29 +388,8 @@ public sealed class ExtractTests : IDisposable
     private static CpioEntry Entry(string name, string text) =>
         new(name, CpioKind.File, 0x1ED, 0, 0, 1_700_000_000, Encoding.UTF8.GetByteCount(text), Data: Encoding.UTF8.GetBytes(text));
 
-    private static byte[] Newc(params CpioEntry[] entries)
-    {
-        using var output = new MemoryStream();
-        using (var archive = new CpioArchiveStream(entries))
-            archive.CopyTo(output);
-        return output.ToArray();
-    }
 
-    private static byte[] Gzip(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(data);
-        return output.ToArray();
-    }
 
-    private static byte[] Zstd(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var zstd = new SharpCompress.Compressors.ZStandard.CompressionStream(output, 3, 1 << 17, true))
-            zstd.Write(data);
-        return output.ToArray();
-    }
 
     private static void RequireOrFail(string reason)
     {

@@ -84,11 +84,11 @@ public sealed class LsTests : IDisposable
     [InlineData("zstd")]
     public void Ls_CompressedRamdisk_ListsTheSameFiles(string format)
     {
-        byte[] plain = Archive(
+        byte[] plain = NewcArchive.Write(
             new CpioEntry("bin", CpioKind.Directory, 0x1ED, 0, 0, 946684800, 0),
             new CpioEntry("bin/busybox", CpioKind.File, 0x1ED, 0, 0, 946684800, 5, Data: "hello"u8.ToArray()),
             new CpioEntry("bin/sh", CpioKind.Symlink, 0x1FF, 0, 0, 946684800, 7, Data: "busybox"u8.ToArray()));
-        byte[] stored = format == "gzip" ? Gzip(plain) : Zstd(plain);
+        byte[] stored = format == "gzip" ? NewcArchive.Gzip(plain) : NewcArchive.Zstd(plain);
         string eif = BuildEif(("plain.cpio", plain), ($"packed.cpio.{format}", stored));
 
         var (code, stdout, stderr) = CliHarness.Run("ls", "--eif-path", eif);
@@ -108,7 +108,7 @@ public sealed class LsTests : IDisposable
     {
         // ESC [ 2 J clears a terminal; a backslash; and 0xff, a byte that is not UTF-8.
         string evil = Encoding.Latin1.GetString([.. "evil"u8, 0x1b, .. "[2J\\name"u8, 0xff]);
-        byte[] archive = Archive(new CpioEntry(evil, CpioKind.File, 0x1A4, 0, 0, 0, 0, Data: []));
+        byte[] archive = NewcArchive.Write(new CpioEntry(evil, CpioKind.File, 0x1A4, 0, 0, 0, 0, Data: []));
         string eif = BuildEif(("evil.cpio", archive));
 
         var text = CliHarness.Run("ls", "--eif-path", eif);
@@ -123,7 +123,7 @@ public sealed class LsTests : IDisposable
     [Fact]
     public void Ls_BadSelection_IsAUsageErrorSayingWhatThereIs()
     {
-        string eif = BuildEif(("one.cpio", Archive(new CpioEntry("x", CpioKind.File, 0x1A4, 0, 0, 0, 0, Data: []))));
+        string eif = BuildEif(("one.cpio", NewcArchive.Write(new CpioEntry("x", CpioKind.File, 0x1A4, 0, 0, 0, 0, Data: []))));
 
         var section = CliHarness.Run("ls", "--eif-path", eif, "--section", "0");
         var ramdisk = CliHarness.Run("ls", "--eif-path", eif, "--ramdisk", "3");
@@ -137,7 +137,7 @@ public sealed class LsTests : IDisposable
     [Fact]
     public void Ls_RamdiskThatIsNoArchive_IsExit3NamingTheRamdisk()
     {
-        byte[] good = Archive(new CpioEntry("x", CpioKind.File, 0x1A4, 0, 0, 0, 3, Data: "abc"u8.ToArray()));
+        byte[] good = NewcArchive.Write(new CpioEntry("x", CpioKind.File, 0x1A4, 0, 0, 0, 3, Data: "abc"u8.ToArray()));
         string eif = BuildEif(("truncated.cpio", good[..120]));
 
         var (code, _, stderr) = CliHarness.Run("ls", "--eif-path", eif);
@@ -213,27 +213,6 @@ public sealed class LsTests : IDisposable
         return eif;
     }
 
-    private static byte[] Archive(params CpioEntry[] entries)
-    {
-        using var output = new MemoryStream();
-        using (var archive = new CpioArchiveStream(entries))
-            archive.CopyTo(output);
-        return output.ToArray();
-    }
 
-    private static byte[] Gzip(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-            gzip.Write(data);
-        return output.ToArray();
-    }
 
-    private static byte[] Zstd(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var zstd = new SharpCompress.Compressors.ZStandard.CompressionStream(output, 3, 1 << 17, true))
-            zstd.Write(data);
-        return output.ToArray();
-    }
 }

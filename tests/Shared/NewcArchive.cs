@@ -15,6 +15,33 @@ public static class NewcArchive
     }
 
     /// <summary>The entries of an uncompressed archive, read with the product's streaming reader (EifBuilder.Cpio.CpioReader), plus the checks the writer's layout promises: one archive, zero-padded to a multiple of 512.</summary>
+    /// <summary>The newc archive the product's writer makes of <paramref name="entries"/>.</summary>
+    public static byte[] Write(params IEnumerable<EifBuilder.Cpio.CpioEntry> entries)
+    {
+        using var output = new MemoryStream();
+        using (var archive = new EifBuilder.Cpio.CpioArchiveStream(entries))
+            archive.CopyTo(output);
+        return output.ToArray();
+    }
+
+    /// <summary><paramref name="data"/> gzip-compressed (as a gzipped initramfs).</summary>
+    public static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(output, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gzip.Write(data);
+        return output.ToArray();
+    }
+
+    /// <summary><paramref name="data"/> zstd-compressed (level 3).</summary>
+    public static byte[] Zstd(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var zstd = new SharpCompress.Compressors.ZStandard.CompressionStream(output, 3, 1 << 17, true))
+            zstd.Write(data);
+        return output.ToArray();
+    }
+
     public static List<Entry> Read(byte[] archive)
     {
         var entries = new List<Entry>();

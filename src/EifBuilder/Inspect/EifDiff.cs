@@ -479,16 +479,8 @@ public static class EifDiff
     }
 
     /// <summary>A file type in words, as <c>eif ls</c> names it: file, directory, symlink, char-device, block-device, fifo, unknown.</summary>
-    public static string TypeName(RamdiskFile file) => file.Kind switch
-    {
-        CpioKind.File => "file",
-        CpioKind.Directory => "directory",
-        CpioKind.Symlink => "symlink",
-        CpioKind.CharDevice => "char-device",
-        CpioKind.BlockDevice => "block-device",
-        CpioKind.Fifo => "fifo",
-        _ => $"unknown (mode {file.RawMode:o})",
-    };
+    public static string TypeName(RamdiskFile file) =>
+        file.Kind is null ? $"unknown (mode {Convert.ToString((long)file.RawMode, 8)})" : EifRamdisks.TypeName(file.Kind);
 
     private static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 

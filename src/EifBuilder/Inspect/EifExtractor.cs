@@ -179,7 +179,7 @@ public static class EifExtractor
         if (RamdiskFile.Utf8(file.Name) is null)
             properties.Add(("NameHex", new JString(Convert.ToHexString(System.Text.Encoding.Latin1.GetBytes(file.Name)).ToLowerInvariant())));
         properties.Add(("Path", entry.Path is null ? JNull.Instance : new JString(Text(entry.Path))));
-        properties.Add(("Type", new JString(RamdiskUnpacker.TypeName(file.Kind))));
+        properties.Add(("Type", new JString(EifRamdisks.TypeName(file.Kind))));
         properties.Add(("Mode", new JString(Convert.ToString(file.Permissions, 8).PadLeft(4, '0'))));
         properties.Add(("Uid", JNumber.From((long)file.Uid)));
         properties.Add(("Gid", JNumber.From((long)file.Gid)));

@@ -120,6 +120,18 @@ public sealed record RamdiskFile(
 /// <summary>The ramdisks of an EIF and the files in them, read as a stream (a ramdisk is never held in memory).</summary>
 public static class EifRamdisks
 {
+    /// <summary>"directory", "file", "symlink", "char-device", "block-device", "fifo" or "unknown": the words of <c>eif ls --json</c>, extract's manifest and diff.</summary>
+    public static string TypeName(CpioKind? kind) => kind switch
+    {
+        CpioKind.Directory => "directory",
+        CpioKind.File => "file",
+        CpioKind.Symlink => "symlink",
+        CpioKind.CharDevice => "char-device",
+        CpioKind.BlockDevice => "block-device",
+        CpioKind.Fifo => "fifo",
+        _ => "unknown",
+    };
+
     /// <summary>The ramdisk sections, in file order.</summary>
     public static IReadOnlyList<RamdiskSection> List(EifReader reader) =>
         reader.Sections.Where(s => s.Type == EifSectionType.Ramdisk).Select((s, i) => new RamdiskSection(i, s)).ToList();

@@ -204,18 +204,6 @@ public static class RamdiskUnpacker
         return unpack.Entries;
     }
 
-    /// <summary>"directory", "file", "symlink", "char-device", "block-device", "fifo" (the words of <c>eif ls --json</c>).</summary>
-    public static string TypeName(CpioKind? kind) => kind switch
-    {
-        CpioKind.Directory => "directory",
-        CpioKind.File => "file",
-        CpioKind.Symlink => "symlink",
-        CpioKind.CharDevice => "char-device",
-        CpioKind.BlockDevice => "block-device",
-        CpioKind.Fifo => "fifo",
-        _ => "unknown",
-    };
-
     /// <summary>The state of one unpack: what this unpack made, by relative path (the authority on what is safe to use).</summary>
     internal sealed class Unpacking(string root, string source, RamdiskUnpackOptions options)
     {
@@ -336,7 +324,7 @@ public static class RamdiskUnpacker
             // do_header reads the name of a non-regular entry only when it has no data: the kernel ignores the entry.
             if (kind is not (CpioKind.File or CpioKind.Symlink) && record.Size > 0)
             {
-                Skip(cpio, index, file, path, $"a {TypeName(kind)} with {record.Size} bytes of data: the kernel's initramfs ignores such an entry");
+                Skip(cpio, index, file, path, $"a {EifRamdisks.TypeName(kind)} with {record.Size} bytes of data: the kernel's initramfs ignores such an entry");
                 return;
             }
 
@@ -371,7 +359,7 @@ public static class RamdiskUnpacker
                     if (kind != CpioKind.Directory)
                     {
                         throw new EnclaveBuildException(BuildError.UnsafePath,
-                            $"{where}: a {TypeName(kind)} would replace the folder '{RamdiskFile.Display(path)}' made by entry {existing.Entries[0]}; " +
+                            $"{where}: a {EifRamdisks.TypeName(kind)} would replace the folder '{RamdiskFile.Display(path)}' made by entry {existing.Entries[0]}; " +
                             "replacing a folder is refused (it would drop what was unpacked into it, and a symlink in its place would redirect later entries)");
                     }
 
@@ -392,7 +380,7 @@ public static class RamdiskUnpacker
                 Unlink(path, existing);
                 foreach (int earlier in existing.Entries)
                     _entries[earlier] = _entries[earlier] with { Action = UnpackAction.Replaced, Reason = $"replaced by entry {index} of the same name" };
-                replaced = $"replaces the {TypeName(existing.Kind)} of entry {existing.Entries[^1]}";
+                replaced = $"replaces the {EifRamdisks.TypeName(existing.Kind)} of entry {existing.Entries[^1]}";
             }
 
             string? linkedTo = group?.Names.FirstOrDefault();
@@ -474,7 +462,7 @@ public static class RamdiskUnpacker
                 }
 
                 if (node.Kind != CpioKind.Directory)
-                    return $"its parent '{RamdiskFile.Display(parent)}' is a {TypeName(node.Kind)} (entry {node.Entries[^1]}), not a folder";
+                    return $"its parent '{RamdiskFile.Display(parent)}' is a {EifRamdisks.TypeName(node.Kind)} (entry {node.Entries[^1]}), not a folder";
 
                 // The record above is the authority; the disk is asked too, with lstat semantics, in case anything
                 // changed the tree behind this unpack's back.

@@ -135,7 +135,7 @@ internal sealed class LsCommand : Command
         var properties = new List<(string, JValue)> { ("Name", new JString(file.Utf8Name ?? file.DisplayName)) };
         if (file.Utf8Name is null)
             properties.Add(("NameHex", new JString(Convert.ToHexString(file.NameBytes).ToLowerInvariant())));
-        properties.Add(("Type", new JString(TypeName(file.Kind))));
+        properties.Add(("Type", new JString(EifRamdisks.TypeName(file.Kind))));
         properties.Add(("Mode", new JString(Convert.ToString(file.Permissions, 8).PadLeft(4, '0'))));
         properties.Add(("Uid", JNumber.From((long)file.Uid)));
         properties.Add(("Gid", JNumber.From((long)file.Gid)));
@@ -155,15 +155,4 @@ internal sealed class LsCommand : Command
 
         return JObject.Of(properties.ToArray());
     }
-
-    internal static string TypeName(CpioKind? kind) => kind switch
-    {
-        CpioKind.Directory => "directory",
-        CpioKind.File => "file",
-        CpioKind.Symlink => "symlink",
-        CpioKind.CharDevice => "char-device",
-        CpioKind.BlockDevice => "block-device",
-        CpioKind.Fifo => "fifo",
-        _ => "unknown",
-    };
 }
