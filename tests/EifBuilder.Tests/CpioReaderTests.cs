@@ -93,6 +93,64 @@ public sealed class CpioReaderTests
         Assert.Contains($"the checksum of 'bin/busybox' is {sum:x8} (c_check says {sum + 1:x8}", ex.Message);
     }
 
+    [Fact]
+    public void Read_ZstdBomb_IsRefusedAfterABoundedAmount()
+    {
+        // 512 MiB of zeros in one file compress to a few KiB with zstd: far more than 1024 times.
+        const long size = 512L << 20;
+        using var compressed = new MemoryStream();
+        using (var zstd = new SharpCompress.Compressors.ZStandard.CompressionStream(compressed, 3, 1 << 17, true))
+        using (var archive = new CpioArchiveStream([new CpioEntry("zeros", CpioKind.File, 0x1A4, 0, 0, 0, size, OpenData: () => new ZeroStream(size))]))
+            archive.CopyTo(zstd, 1 << 20);
+        byte[] bomb = compressed.ToArray(); // (the compressor closes its output)
+        Assert.True(bomb.Length < (1 << 20), $"{bomb.Length} bytes compressed");
+
+        var ex = Assert.Throws<EnclaveBuildException>(() => ReadAll(new CpioReader(new MemoryStream(bomb), "bomb")));
+
+        long limit = (CpioReader.MaxExpansion * bomb.Length) + CpioReader.ExpansionAllowance;
+        Assert.Equal(BuildError.InvalidRamdisk, ex.Error);
+        Assert.Contains($"bomb: the compressed archive expands to more than {limit} bytes", ex.Message);
+    }
+
+    // Reads as LENGTH zero bytes without holding them.
+    private sealed class ZeroStream(long size) : Stream
+    {
+        private readonly long _size = size;
+        private long _left = size;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _size;
+
+        public override long Position
+        {
+            get => _size - _left;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            int n = (int)Math.Min(count, _left);
+            Array.Clear(buffer, offset, n);
+            _left -= n;
+            return n;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
     public static TheoryData<string, string> Corpus => new()
     {
         { "empty", "test: the archive ends inside an entry header (0 of 110 bytes; entry header at offset 0)" },

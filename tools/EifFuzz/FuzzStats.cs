@@ -42,7 +42,7 @@ internal sealed class FuzzStats
                 break;
         }
 
-        long limit = FuzzTarget.AllocationLimit(inputLength, outcome.CheckedSignature);
+        long limit = FuzzTarget.AllocationLimit(inputLength, outcome.CheckedSignature, outcome.Decompressed);
         double share = (double)outcome.AllocatedBytes / limit;
         if (share > _worstShare)
         {
@@ -65,6 +65,7 @@ internal sealed class FuzzStats
         w.WriteLine(string.Create(c, $"  EifFormatError counts {string.Concat(FuzzTarget.Passes.Select(p => p.Name.PadLeft(10)))}"));
         foreach ((EifFormat.EifFormatError error, long[] counts) in _errors)
             w.WriteLine(string.Create(c, $"    {error,-20}{string.Concat(counts.Select(n => n.ToString(c).PadLeft(10)))}"));
+        w.WriteLine(string.Create(c, $"  ramdisks read:       {FuzzTarget.RamdisksRead} ({FuzzTarget.RamdiskEntries} entries; {FuzzTarget.RamdisksRejected} rejected as InvalidRamdisk)"));
         w.WriteLine(string.Create(c, $"  unexpected exceptions: {Pair(_unexpected)}"));
         if (_worstShare >= 0)
         {

@@ -69,6 +69,8 @@ internal static class Program
             return ExitUsage;
         }
 
+        corpus.AddRange(SyntheticCorpus.Build());
+
         return Fuzz(options, corpus, corpusDirectory);
     }
 
@@ -140,7 +142,7 @@ internal static class Program
                         ex.ToString());
                 }
 
-                long limit = FuzzTarget.AllocationLimit(length, outcome.CheckedSignature);
+                long limit = FuzzTarget.AllocationLimit(length, outcome.CheckedSignature, outcome.Decompressed);
                 if (outcome.AllocatedBytes > limit)
                 {
                     // A first-time cost (JIT of a rare path, a pool's first buffer of a size) does not recur;
@@ -211,7 +213,7 @@ internal static class Program
                 FuzzTarget.Measure(input, input.Length, pass.Options, scratch);
                 PassOutcome outcome = FuzzTarget.Measure(input, input.Length, pass.Options, scratch);
                 watchdog.End();
-                long limit = FuzzTarget.AllocationLimit(input.Length, outcome.CheckedSignature);
+                long limit = FuzzTarget.AllocationLimit(input.Length, outcome.CheckedSignature, outcome.Decompressed);
                 string ending = outcome.Result switch
                 {
                     PassResult.FormatError => $"EifFormatException {outcome.Error}",

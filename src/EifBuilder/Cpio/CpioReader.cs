@@ -82,6 +82,7 @@ public sealed class CpioReader : IDisposable
     private bool _checkSum;
     private bool _done;
     private readonly byte[] _header = new byte[HeaderSize];
+    private byte[]? _skip; // for data nobody reads, and padding: allocated once, when first needed
 
     /// <summary>Reads the archive in <paramref name="stream"/>; <paramref name="source"/> names it in messages ("ramdisk 1 of app.eif").</summary>
     public CpioReader(Stream stream, string source, bool leaveOpen = false)
@@ -89,10 +90,21 @@ public sealed class CpioReader : IDisposable
         _outer = stream;
         _source = source;
         _leaveOpen = leaveOpen;
+        // A compressed archive may expand to at most this much (a decompression bomb is refused, not read for hours).
+        _expansionLimit = stream.CanSeek ? (MaxExpansion * Math.Max(0, stream.Length - stream.Position)) + ExpansionAllowance : long.MaxValue;
         var peek = new PeekStream(stream);
         Compression = Detect(peek);
         _input = Open(peek, Compression);
     }
+
+    /// <summary>How many times its compressed size a compressed archive may expand to, plus <see cref="ExpansionAllowance"/> (deflate's best ratio is about 1032:1, RFC 1951; real initramfs images expand 3–10 times).</summary>
+    public const long MaxExpansion = 1024;
+
+    /// <summary>What any compressed archive may expand to beyond <see cref="MaxExpansion"/> times its size.</summary>
+    public const long ExpansionAllowance = 64L << 20;
+
+    private readonly long _expansionLimit;
+    private long _decompressed; // bytes read from decompressors
 
     /// <summary>How the first archive is stored.</summary>
     public RamdiskCompression Compression { get; }
@@ -226,7 +238,7 @@ public sealed class CpioReader : IDisposable
     // unpack_to_rootfs reads a buffer of concatenated, individually compressed archives the same way).
     private void NextSegment()
     {
-        byte[] one = new byte[1];
+        byte[] one = _header;
         while (true)
         {
             if (ReadFully(one, 0, 1) == 0)
@@ -276,13 +288,14 @@ public sealed class CpioReader : IDisposable
 
     private static string Printable(string text) => new(text.Select(c => c is >= ' ' and < '\x7f' ? c : '?').ToArray());
 
+    private byte[] Scratch => _skip ??= new byte[64 << 10];
+
     private void SkipPadding(long at, string where)
     {
         int pad = Pad(_position);
         if (pad == 0)
             return;
-        byte[] zeros = new byte[pad];
-        if (ReadFully(zeros, 0, pad) < pad)
+        if (ReadFully(_header, 0, pad) < pad)
             throw Bad(at, $"the archive ends in the padding {where}", $"{pad} bytes expected");
     }
 
@@ -290,7 +303,7 @@ public sealed class CpioReader : IDisposable
     {
         if (_current is null)
             return;
-        byte[] buffer = new byte[64 << 10];
+        byte[] buffer = Scratch;
         while (_dataLeft > 0)
         {
             int n = ReadData(buffer, 0, (int)Math.Min(buffer.Length, _dataLeft));
@@ -336,8 +349,7 @@ public sealed class CpioReader : IDisposable
             throw Bad(record.Offset - _segmentBase, $"the checksum of '{Printable(record.Name)}' is {_checksum:x8}", $"c_check says {_expectedChecksum:x8}");
         if (_dataPadding > 0)
         {
-            byte[] pad = new byte[_dataPadding];
-            if (ReadFully(pad, 0, _dataPadding) < _dataPadding && record.Name != TrailerName)
+            if (ReadFully(_header, 0, _dataPadding) < _dataPadding && record.Name != TrailerName)
                 throw Bad(record.Offset - _segmentBase, $"the archive ends in the padding after the data of '{Printable(record.Name)}'", $"{_dataPadding} bytes expected");
             _dataPadding = 0;
         }
@@ -362,6 +374,16 @@ public sealed class CpioReader : IDisposable
         }
 
         _position += total;
+        if (!ReferenceEquals(_input, _outer) && _input is not PeekStream)
+        {
+            _decompressed += total;
+            if (_decompressed > _expansionLimit)
+            {
+                throw new EnclaveBuildException(BuildError.InvalidRamdisk,
+                    $"{_source}: the compressed archive expands to more than {_expansionLimit} bytes ({MaxExpansion} times its size plus {ExpansionAllowance >> 20} MiB); refused as a decompression bomb");
+            }
+        }
+
         return total;
     }
 
