@@ -106,6 +106,7 @@ public sealed class VhostUserVsockTests
     [InlineData("kick without its eventfd", "without its eventfd")]
     [InlineData("nine memory regions", "SET_MEM_TABLE with 9 regions")]
     [InlineData("config larger than 256 bytes", "GET_CONFIG of 257 bytes")]
+    [InlineData("region past the end of its memfd", "memory region 0 ends at byte 2097152 of its file (offset 0 + size 2097152), but the file has 65536 bytes")]
     public void ControlPlane_MalformedMessage_IsLoggedAndTheSocketClosed(string fault, string logged)
     {
         using Rig rig = Rig.Connect();
@@ -141,6 +142,19 @@ public sealed class VhostUserVsockTests
                 byte[] config = new byte[12];
                 BinaryPrimitives.WriteUInt32LittleEndian(config.AsSpan(4), 257); // VHOST_USER_MAX_CONFIG_SIZE is 256
                 f.Send(FakeVhostUserFrontEnd.GetConfig, config);
+                break;
+            case "region past the end of its memfd":
+                // Mapped, the last 1984 KiB would raise SIGBUS when touched: the back end must refuse the region.
+                int small = FakeVhostUserFrontEnd.Native.MemfdCreate("eif-test-small", FakeVhostUserFrontEnd.Native.MFD_CLOEXEC);
+                Assert.True(small >= 0 && FakeVhostUserFrontEnd.Native.Ftruncate(small, 64 << 10) == 0);
+                byte[] region = new byte[8 + 32];
+                BinaryPrimitives.WriteUInt32LittleEndian(region, 1);
+                BinaryPrimitives.WriteUInt64LittleEndian(region.AsSpan(8), 0);          // guest_phys_addr
+                BinaryPrimitives.WriteUInt64LittleEndian(region.AsSpan(16), 2 << 20);   // memory_size
+                BinaryPrimitives.WriteUInt64LittleEndian(region.AsSpan(24), 0x7f0000000000); // userspace_addr
+                BinaryPrimitives.WriteUInt64LittleEndian(region.AsSpan(32), 0);         // mmap_offset
+                f.Send(FakeVhostUserFrontEnd.SetMemTable, region, FakeVhostUserFrontEnd.FlagVersion, small);
+                Launcher.Interop.Libc.Close(small);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(fault), fault, null);

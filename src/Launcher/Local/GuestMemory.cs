@@ -32,6 +32,14 @@ internal sealed class GuestMemory : IDisposable
                 if (info.Size == 0 || info.MmapOffset > ulong.MaxValue - info.Size || info.GuestPhysical > ulong.MaxValue - info.Size || info.UserAddress > ulong.MaxValue - info.Size)
                     throw new IOException($"vhost-user: memory region {i} is malformed (guest 0x{info.GuestPhysical:x}, size {info.Size}, offset {info.MmapOffset})");
                 ulong length = info.MmapOffset + info.Size;
+
+                // A mapping past the end of its file maps, but touching that part raises SIGBUS (mmap(2)), which would
+                // kill this process: the region must lie inside the fd's file (QEMU's memfd is the whole RAM).
+                long fileLength;
+                using (var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fds[i], ownsHandle: false))
+                    fileLength = RandomAccess.GetLength(handle);
+                if ((ulong)fileLength < length)
+                    throw new IOException($"vhost-user: memory region {i} ends at byte {length} of its file (offset {info.MmapOffset} + size {info.Size}), but the file has {fileLength} bytes");
                 nint mapping = Libc.Mmap(0, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, fds[i], 0);
                 if (mapping == Libc.MAP_FAILED)
                 {
