@@ -209,6 +209,77 @@ public sealed class LocalBootTests : IDisposable
     }
 
     [Fact]
+    public void EifVersion3_IsRefusedBeforeQemuStartsSayingWhy()
+    {
+        RequireQemu();
+        // A valid version 3 EIF: a golden file with its metadata section (version 4's) taken out, the table, the
+        // version and the CRC rewritten (spec §2: header fields, section tables at 0x1C and 0x11C, CRC at 0x220).
+        byte[] v4 = File.ReadAllBytes(CliHarness.Golden("synth_sha384_named.eif"));
+        var sections = new List<byte[]>();
+        int count = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(v4.AsSpan(0x1A));
+        for (int i = 0; i < count; i++)
+        {
+            int offset = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(v4.AsSpan(0x1C + (8 * i)));
+            int size = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(v4.AsSpan(0x11C + (8 * i)));
+            if (System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(v4.AsSpan(offset)) != 5) // 5: metadata
+                sections.Add(v4[offset..(offset + 12 + size)]);
+        }
+
+        var v3 = new MemoryStream();
+        v3.Write(v4, 0, 548);
+        foreach (byte[] section in sections)
+            v3.Write(section);
+        byte[] file = v3.ToArray();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(file.AsSpan(4), 3);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(file.AsSpan(0x1A), (ushort)sections.Count);
+        long at = 548;
+        for (int i = 0; i < 32; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(0x1C + (8 * i)), i < sections.Count ? (ulong)at : 0);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(file.AsSpan(0x11C + (8 * i)), i < sections.Count ? (ulong)(sections[i].Length - 12) : 0);
+            at += i < sections.Count ? sections[i].Length : 0;
+        }
+
+        var crc = new System.IO.Hashing.Crc32();
+        crc.Append(file.AsSpan(0, 0x220));
+        crc.Append(file.AsSpan(548));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(file.AsSpan(0x220), crc.GetCurrentHashAsUInt32());
+        string eif = Path.Join(_folder, "v3.eif");
+        File.WriteAllBytes(eif, file);
+        Assert.Contains("\"EifVersion\": 3", CliHarness.Run("describe-eif", "--eif-path", eif).Stdout);
+
+        var run = EnclaveVerbTests.Eif(_env, "run-enclave", "--local", "--eif-path", eif);
+
+        Assert.Equal(35, run.Code);
+        Assert.Contains("QEMU's nitro-enclave machine boots EIF version 4 and later ('version' 3)", run.Stderr);
+        Assert.Empty(QemuProcesses(_folder));
+    }
+
+    [Fact]
+    public void QemuBuild_AStepThatFails_IsOneLineNamingTheStep()
+    {
+        // /proc refuses new folders: the build fails at its first step, before any package, download or compile.
+        string script = Path.Combine(TestImages.RepositoryRoot, "tools", "qemu", "build");
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string argument in new[] { script, "--prefix", "/proc/eif-qemu-test" })
+            info.ArgumentList.Add(argument);
+        info.Environment["XDG_CACHE_HOME"] = Path.Join(_folder, "cache");
+        using var build = Process.Start(info)!;
+        string stderr = build.StandardError.ReadToEnd();
+        build.WaitForExit();
+
+        Assert.Equal(1, build.ExitCode);
+        Assert.Single(stderr.Trim().Split('\n'));
+        Assert.StartsWith("qemu build: creating the install folder /proc/eif-qemu-test/bin failed (cannot create directory", stderr.Trim());
+
+        using var usage = Process.Start(new ProcessStartInfo("bash", [script, "--jobs", "many"]) { RedirectStandardError = true })!;
+        string usageError = usage.StandardError.ReadToEnd();
+        usage.WaitForExit();
+        Assert.Equal(2, usage.ExitCode);
+        Assert.Equal("qemu build: --jobs wants a positive number, not 'many'", usageError.Trim());
+    }
+
+    [Fact]
     public void MissingQemu_SaysHowToBuildOne()
     {
         var env = new Dictionary<string, string>(_env)

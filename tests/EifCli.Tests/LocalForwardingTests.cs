@@ -312,6 +312,54 @@ public sealed class LocalForwardingTests(LocalForwardingTests.Enclave enclave, I
         }
     }
 
+    [Fact]
+    public void TerminatingTheEnclave_EndsItsConnectionsAndListeners()
+    {
+        enclave.Require();
+        string folder = Path.Join("/tmp", $"eif-fwd-{Guid.NewGuid():N}"[..20]);
+        var env = new Dictionary<string, string> { ["EIF_ENCLAVES_DIR"] = Path.Join(folder, "enclaves") };
+        int echo = Enclave.FreePort();
+        try
+        {
+            var run = EnclaveVerbTests.Eif(env, "run-enclave", "--local", "--eif-path", enclave.EifPath, "--memory", "512", "--accel", enclave.Accelerator, "--debug-mode",
+                "--publish", $"{echo}:5000");
+            Assert.True(run.Code == 0, run.Stderr);
+            int keeper = CliHarness.Json(run.Stdout).GetProperty("ProcessID").GetInt32();
+            Enclave.WaitForServices(env);
+            using var client = Connect(echo);
+            client.ReceiveTimeout = 30_000;
+            client.Send(new byte[64 << 10]);
+            byte[] buffer = new byte[64 << 10];
+            Assert.True(client.Receive(buffer) > 0, "no echo before the terminate");
+
+            var terminate = EnclaveVerbTests.Eif(env, "terminate-enclave", "--all");
+            Assert.True(terminate.Code == 0, terminate.Stderr);
+
+            // The open connection ends (reset or end of stream) instead of hanging, and nothing listens any more.
+            int n;
+            try
+            {
+                while ((n = client.Receive(buffer)) > 0)
+                {
+                }
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+            {
+                n = -1;
+            }
+
+            Assert.True(n <= 0);
+            WaitUntil(() => !Directory.Exists($"/proc/{keeper}"), $"the keeper {keeper} still runs after terminate-enclave");
+            var refused = Assert.Throws<SocketException>(() => Connect(echo));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
+        finally
+        {
+            EnclaveVerbTests.Eif(env, "terminate-enclave", "--all");
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     private static (byte[] Sent, byte[] Received, long Count, TimeSpan Elapsed) Transfer(int port, long size, int seed)
     {
         using var client = Connect(port);
