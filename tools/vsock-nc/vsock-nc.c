@@ -323,10 +323,31 @@ static void splice_stdio(int sock, const char *name)
                 fds[n++] = (struct pollfd){ .fd = p->to, .events = POLLOUT };
             }
         }
-        if (n > 0 && poll(fds, n, -1) < 0) {
+        /*
+         * A socket we wait to write to is polled with a timeout, and on the timeout written to anyway: after its
+         * peer's reset, Linux's vsock reports neither POLLOUT nor POLLHUP for it (virtio_transport_do_close sets
+         * only peer_shutdown, and vsock_poll in net/vmw_vsock/af_vsock.c then gives POLLRDHUP alone), so a writer
+         * waiting for POLLOUT would wait forever, while send() says EPIPE at once.
+         */
+        int timeout = -1;
+        for (int i = 0; i < 2; i++)
+            if (!pumps[i]->done && pumps[i]->len > 0 && pumps[i]->to_kind == KIND_SOCKET)
+                timeout = 1000;
+        int ready = n > 0 ? poll(fds, n, timeout) : 0;
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             die("poll", errno);
+        }
+        if (ready == 0 && timeout >= 0) {
+            for (int i = 0; i < 2; i++) {
+                struct pump *p = pumps[i];
+                if (!p->done && p->len > 0 && p->to_kind == KIND_SOCKET)
+                    pump_write(p); /* MSG_DONTWAIT: EAGAIN if it is only slow; the error if it is dead */
+                if (p->eof && p->len == 0 && !p->done)
+                    pump_finish(p);
+            }
+            continue;
         }
         for (int i = 0; i < 2; i++) {
             struct pump *p = pumps[i];
