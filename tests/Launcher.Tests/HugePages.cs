@@ -10,21 +10,32 @@ namespace Launcher.Tests;
 public static class HugePages
 {
     private const string Pool = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+
+    // The pool is one per machine, and dotnet test runs the test assemblies at the same time: tests that count free
+    // pages (and put the pool back) cannot share it with another test process. So the first Require of a process
+    // takes a machine-wide exclusive lock (a file opened with FileShare.None, which .NET locks with flock LOCK_EX) and
+    // keeps it until the process ends; another test process waits for it. The pool's size before any test raised it
+    // is kept in the state file, so that it is put back even after a run that was killed.
+    private const string LockFile = "/run/eif-tests-hugepages.lock";
+    private const string StateFile = "/run/eif-tests-hugepages.original";
+
     private static readonly object Gate = new();
-    private static long? _original;
+    private static FileStream? _lock;
 
     /// <summary>Makes sure at least <paramref name="pages"/> free 2 MiB pages exist, or skips the test.</summary>
     public static void Require(int pages)
     {
         lock (Gate)
         {
+            Own();
             long free = Read("free_hugepages");
             if (free >= pages)
                 return;
             long total = Read("nr_hugepages");
             try
             {
-                _original ??= total;
+                if (!File.Exists(StateFile))
+                    File.WriteAllText(StateFile, total.ToString(CultureInfo.InvariantCulture));
                 File.WriteAllText(Path.Join(Pool, "nr_hugepages"), (total + pages - free + 16).ToString(CultureInfo.InvariantCulture));
             }
             catch (Exception ex) when (ex is UnauthorizedAccessException or IOException)
@@ -34,28 +45,61 @@ public static class HugePages
 
             if (Read("free_hugepages") < pages)
                 Assert.Skip($"needs {pages} free 2 MiB hugepages; the kernel could reserve only {Read("free_hugepages")} (memory too fragmented)");
-            if (_original == total)
-                AppDomain.CurrentDomain.ProcessExit += (_, _) => Restore();
         }
     }
 
-    /// <summary>The pool's free pages now.</summary>
-    public static long Free => Read("free_hugepages");
+    /// <summary>The pool's free pages now (a test that counts them owns the pool too).</summary>
+    public static long Free
+    {
+        get
+        {
+            lock (Gate)
+                Own();
+            return Read("free_hugepages");
+        }
+    }
+
+    // Takes the machine-wide lock once per process, waiting while another test process holds it (as root: without
+    // root nothing is raised or put back, and the tests that need pages skip).
+    private static void Own()
+    {
+        if (_lock is not null || !Environment.IsPrivilegedProcess)
+            return;
+        while (true)
+        {
+            try
+            {
+                _lock = new FileStream(LockFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                AppDomain.CurrentDomain.ProcessExit += (_, _) => Restore();
+                return;
+            }
+            catch (IOException)
+            {
+                Thread.Sleep(100); // held by another test process: its tests end, then this one's start
+            }
+        }
+    }
 
     private static void Restore()
     {
         lock (Gate)
         {
-            if (_original is { } original)
+            try
             {
-                try
+                if (File.Exists(StateFile))
                 {
-                    // Only shrink back what is free; pages still in use by others stay reserved.
-                    File.WriteAllText(Path.Join(Pool, "nr_hugepages"), original.ToString(CultureInfo.InvariantCulture));
+                    // Pages still in use (none: this process's enclaves are gone) would stay as surplus.
+                    File.WriteAllText(Path.Join(Pool, "nr_hugepages"), File.ReadAllText(StateFile).Trim());
+                    File.Delete(StateFile);
                 }
-                catch (IOException)
-                {
-                }
+            }
+            catch (IOException)
+            {
+            }
+            finally
+            {
+                _lock?.Dispose();
+                _lock = null;
             }
         }
     }
