@@ -1,7 +1,7 @@
-using System.Buffers.Binary;
 using System.Globalization;
 using System.IO.Compression;
 using System.Text;
+using EifBuilder.Layers;
 
 namespace EifBuilder.Cpio;
 
@@ -33,7 +33,7 @@ public sealed record CpioRecord(
     public int Permissions => (int)(RawMode & 0xFFF);
 }
 
-/// <summary>How a ramdisk is stored: the formats the kernel's initramfs unpacker would see.</summary>
+/// <summary>How a ramdisk (or an image layer) is stored: the formats the kernel's initramfs unpacker would see, told apart by their magic numbers.</summary>
 public enum RamdiskCompression
 {
     /// <summary>Plain newc.</summary>
@@ -92,8 +92,8 @@ public sealed class CpioReader : IDisposable
         _leaveOpen = leaveOpen;
         // A compressed archive may expand to at most this much (a decompression bomb is refused, not read for hours).
         _expansionLimit = stream.CanSeek ? (MaxExpansion * Math.Max(0, stream.Length - stream.Position)) + ExpansionAllowance : long.MaxValue;
-        var peek = new PeekStream(stream);
-        Compression = Detect(peek);
+        var peek = new PeekableStream(stream, leaveOpen: true);
+        Compression = peek.Compression;
         _input = Open(peek, Compression);
     }
 
@@ -208,23 +208,12 @@ public sealed class CpioReader : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (!ReferenceEquals(_input, _outer))
-            _input.Dispose();
+        _input.Dispose(); // wrappers only: they leave the caller's stream open
         if (!_leaveOpen)
             _outer.Dispose();
     }
 
     private static int Pad(long offset) => (int)((4 - (offset & 3)) & 3);
-
-    private static RamdiskCompression Detect(PeekStream stream)
-    {
-        ReadOnlySpan<byte> start = stream.Peek(4);
-        if (start.Length >= 2 && start[0] == 0x1f && start[1] == 0x8b)
-            return RamdiskCompression.Gzip;
-        if (start.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(start) == 0xFD2FB528)
-            return RamdiskCompression.Zstd;
-        return RamdiskCompression.None;
-    }
 
     private static Stream Open(Stream stream, RamdiskCompression compression) => compression switch
     {
@@ -255,9 +244,8 @@ public sealed class CpioReader : IDisposable
 
         // A new archive starts with this byte: put it back in front of the rest.
         _segmentBase += _position - 1;
-        var peek = new PeekStream(_input, one[0]);
-        RamdiskCompression compression = Detect(peek);
-        _input = Open(peek, compression);
+        var peek = new PeekableStream(_input, [one[0]], leaveOpen: true);
+        _input = Open(peek, peek.Compression);
         _position = 0;
     }
 
@@ -374,7 +362,7 @@ public sealed class CpioReader : IDisposable
         }
 
         _position += total;
-        if (!ReferenceEquals(_input, _outer) && _input is not PeekStream)
+        if (_input is not PeekableStream)
         {
             _decompressed += total;
             if (_decompressed > _expansionLimit)
@@ -417,79 +405,6 @@ public sealed class CpioReader : IDisposable
             if (reader._dataLeft == 0)
                 reader.FinishData();
             return n;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
-
-    /// <summary>A stream with a few bytes that can be looked at before they are read (magic detection), and optionally one byte pushed back.</summary>
-    private sealed class PeekStream : Stream
-    {
-        private readonly Stream _inner;
-        private byte[] _buffered;
-        private int _start;
-
-        internal PeekStream(Stream inner, byte? first = null)
-        {
-            _inner = inner;
-            _buffered = first is { } b ? [b] : [];
-        }
-
-        internal ReadOnlySpan<byte> Peek(int count)
-        {
-            if (_buffered.Length - _start < count)
-            {
-                byte[] more = new byte[count];
-                int have = _buffered.Length - _start;
-                _buffered.AsSpan(_start).CopyTo(more);
-                while (have < count)
-                {
-                    int n = _inner.Read(more, have, count - have);
-                    if (n == 0)
-                        break;
-                    have += n;
-                }
-
-                _buffered = more[..have];
-                _start = 0;
-            }
-
-            return _buffered.AsSpan(_start, Math.Min(count, _buffered.Length - _start));
-        }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            if (_start < _buffered.Length)
-            {
-                int n = Math.Min(count, _buffered.Length - _start);
-                Array.Copy(_buffered, _start, buffer, offset, n);
-                _start += n;
-                return n;
-            }
-
-            return _inner.Read(buffer, offset, count);
         }
 
         public override void Flush()

@@ -1,3 +1,4 @@
+using EifBuilder.Cpio;
 using EifBuilder.Images;
 using EifBuilder.Tar;
 using SharpCompress.Compressors;
@@ -119,26 +120,26 @@ public sealed class LayerStore : IDisposable
         using var diffHash = diffId.CreateHash();
         using var peekable = new PeekableStream(blob.Open());
         var stored = new HashingStream(peekable, blobHash);
-        Compression compression = Detect(peekable.Peek(4), blob);
+        RamdiskCompression compression = Check(peekable.Compression, blob);
 
         Stream? decompressor = null;
         FileStream? temporary = null;
         try
         {
             Stream tar = stored;
-            if (compression != Compression.None)
+            if (compression != RamdiskCompression.None)
             {
-                decompressor = compression == Compression.Gzip
+                decompressor = compression == RamdiskCompression.Gzip
                     ? new GZipStream(stored, CompressionMode.Decompress)
                     : new ZstdDecompressionStream(stored, 1 << 17, true, false);
                 tar = decompressor;
             }
 
-            var uncompressed = new HashingStream(tar, compression == Compression.None && blob.Digest == diffId ? null : diffHash);
+            var uncompressed = new HashingStream(tar, compression == RamdiskCompression.None && blob.Digest == diffId ? null : diffHash);
             FileRange range;
             Stream parsed = uncompressed;
             string? temporaryPath = null;
-            if (compression != Compression.None || blob.Location is null)
+            if (compression != RamdiskCompression.None || blob.Location is null)
             {
                 temporaryPath = Path.Combine(_temporary, $"layer-{index}.tar");
                 temporary = new FileStream(temporaryPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16);
@@ -162,7 +163,7 @@ public sealed class LayerStore : IDisposable
                 digest.VerifyHash(blobHash!.GetHashAndReset(), blob.What);
             if (blob.Size is { } size && size != stored.BytesRead)
                 throw new EnclaveBuildException(BuildError.DigestMismatch, $"{blob.What}: the blob is {stored.BytesRead} bytes, its descriptor says {size}");
-            byte[] uncompressedHash = compression == Compression.None && blob.Digest == diffId
+            byte[] uncompressedHash = compression == RamdiskCompression.None && blob.Digest == diffId
                 ? Convert.FromHexString(diffId.Hex) // the same bytes, already verified as the blob digest
                 : diffHash.GetHashAndReset();
             diffId.VerifyHash(uncompressedHash, $"{blob.What} (uncompressed, against the config's diff_id)");
@@ -209,27 +210,18 @@ public sealed class LayerStore : IDisposable
         }
     }
 
-    private static Compression Detect(ReadOnlySpan<byte> head, LayerBlob blob)
+    // The compression the bytes show must be the one the media type claims.
+    private static RamdiskCompression Check(RamdiskCompression found, LayerBlob blob)
     {
-        Compression found = head.StartsWith((ReadOnlySpan<byte>)[0x1F, 0x8B]) ? Compression.Gzip
-            : head.StartsWith((ReadOnlySpan<byte>)[0x28, 0xB5, 0x2F, 0xFD]) ? Compression.Zstd // RFC 8878 §3.1.1 magic
-            : Compression.None;
-        Compression? claimed = blob.MediaType switch
+        RamdiskCompression? claimed = blob.MediaType switch
         {
             null => null,
-            _ when blob.MediaType.EndsWith("gzip", StringComparison.Ordinal) => Compression.Gzip,
-            _ when blob.MediaType.EndsWith("zstd", StringComparison.Ordinal) => Compression.Zstd,
-            _ => Compression.None,
+            _ when blob.MediaType.EndsWith("gzip", StringComparison.Ordinal) => RamdiskCompression.Gzip,
+            _ when blob.MediaType.EndsWith("zstd", StringComparison.Ordinal) => RamdiskCompression.Zstd,
+            _ => RamdiskCompression.None,
         };
         if (claimed is not null && claimed != found)
             throw new EnclaveBuildException(BuildError.InvalidLayer, $"{blob.What}: the media type '{blob.MediaType}' says {claimed}, the bytes are {found}");
         return found;
-    }
-
-    private enum Compression
-    {
-        None,
-        Gzip,
-        Zstd,
     }
 }

@@ -1,3 +1,4 @@
+using EifBuilder.Cpio;
 using System.Security.Cryptography;
 
 namespace EifBuilder.Layers;
@@ -88,20 +89,36 @@ internal sealed class TeeStream(Stream inner, Stream copy) : Stream
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
-/// <summary>A stream whose first bytes can be looked at before it is read (to recognise a compression format).</summary>
-internal sealed class PeekableStream(Stream inner) : Stream
+/// <summary>
+/// A stream whose first bytes can be looked at before it is read (to recognise a compression format), optionally with
+/// bytes already read from <paramref name="inner"/> put back in front of it.
+/// </summary>
+internal sealed class PeekableStream(Stream inner, byte[]? pushedBack = null, bool leaveOpen = false) : Stream
 {
-    private byte[] _head = [];
+    private byte[] _head = pushedBack ?? [];
     private int _headOffset;
+
+    /// <summary>How the stream's first bytes say it is compressed (by their magic numbers).</summary>
+    internal RamdiskCompression Compression
+    {
+        get
+        {
+            ReadOnlySpan<byte> head = Peek(4);
+            return head.StartsWith((ReadOnlySpan<byte>)[0x1F, 0x8B]) ? RamdiskCompression.Gzip // RFC 1952 §2.3.1 ID1 ID2
+                : head.StartsWith((ReadOnlySpan<byte>)[0x28, 0xB5, 0x2F, 0xFD]) ? RamdiskCompression.Zstd // RFC 8878 §3.1.1 magic
+                : RamdiskCompression.None;
+        }
+    }
 
     /// <summary>Up to <paramref name="count"/> first bytes, without consuming them.</summary>
     internal ReadOnlySpan<byte> Peek(int count)
     {
-        if (_head.Length < count)
+        if (_head.Length - _headOffset < count)
         {
             byte[] head = new byte[count];
-            int have = _head.Length;
-            _head.CopyTo(head, 0);
+            int have = _head.Length - _headOffset;
+            _head.AsSpan(_headOffset).CopyTo(head);
+            _headOffset = 0;
             while (have < count)
             {
                 int read = inner.Read(head, have, count - have);
@@ -113,7 +130,7 @@ internal sealed class PeekableStream(Stream inner) : Stream
             _head = head[..have];
         }
 
-        return _head.AsSpan(0, Math.Min(count, _head.Length));
+        return _head.AsSpan(_headOffset, Math.Min(count, _head.Length - _headOffset));
     }
 
     public override bool CanRead => true;
@@ -157,7 +174,7 @@ internal sealed class PeekableStream(Stream inner) : Stream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
+        if (disposing && !leaveOpen)
             inner.Dispose();
         base.Dispose(disposing);
     }
