@@ -68,26 +68,21 @@ internal sealed class GuestMemory : IDisposable
     internal IReadOnlyList<RegionInfo> Regions => _regions.Select(r => r.Info).ToList();
 
     /// <summary>A pointer to <paramref name="length"/> bytes at guest-physical <paramref name="address"/>, or 0 when they are not all in one region.</summary>
-    internal nint FromGuest(ulong address, ulong length)
-    {
-        foreach (Region region in _regions)
-        {
-            RegionInfo info = region.Info;
-            if (address >= info.GuestPhysical && length <= info.Size && address - info.GuestPhysical <= info.Size - length)
-                return region.Mapping + (nint)(info.MmapOffset + (address - info.GuestPhysical));
-        }
-
-        return 0;
-    }
+    internal nint FromGuest(ulong address, ulong length) => Translate(address, length, userAddress: false);
 
     /// <summary>A pointer to <paramref name="length"/> bytes at QEMU's virtual <paramref name="address"/> (vring addresses), or 0.</summary>
-    internal nint FromUser(ulong address, ulong length)
+    internal nint FromUser(ulong address, ulong length) => Translate(address, length, userAddress: true);
+
+    // The region holding all of [address, address + length) in the given address space (subtractions only: no
+    // overflow whatever the guest asks for), as a pointer into its mapping; 0 when no region holds it all.
+    private nint Translate(ulong address, ulong length, bool userAddress)
     {
         foreach (Region region in _regions)
         {
             RegionInfo info = region.Info;
-            if (address >= info.UserAddress && length <= info.Size && address - info.UserAddress <= info.Size - length)
-                return region.Mapping + (nint)(info.MmapOffset + (address - info.UserAddress));
+            ulong start = userAddress ? info.UserAddress : info.GuestPhysical;
+            if (address >= start && length <= info.Size && address - start <= info.Size - length)
+                return region.Mapping + (nint)(info.MmapOffset + (address - start));
         }
 
         return 0;

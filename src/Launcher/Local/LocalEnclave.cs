@@ -376,15 +376,10 @@ public sealed class LocalEnclave : IEnclaveInstance
 
     private static void Reap(Process process)
     {
+        QemuCommand.Reap(process);
         try
         {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit(10_000);
-            }
-
-            process.WaitForExit();
+            process.WaitForExit(); // a killed QEMU is gone at once; this makes sure its exit was collected
         }
         catch (InvalidOperationException)
         {

@@ -95,8 +95,8 @@ internal static class QemuCommand
     }
 
     // Kills the process and its descendants if still running, then waits for the exit to be delivered (reaped).
-    // Returns true when it had to kill.
-    private static bool Reap(Process process)
+    // Returns true when it had to kill. (LocalEnclave reaps its QEMU with it too.)
+    internal static bool Reap(Process process)
     {
         bool killed = false;
         try
