@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Security.Cryptography;
 using IoCrc32 = System.IO.Hashing.Crc32;
 
 namespace EifFormat;
@@ -6,7 +7,7 @@ namespace EifFormat;
 /// <summary>
 /// Reads an EIF from a seekable stream. Opening validates the whole structure (spec §10.2) from the header and the
 /// 12-byte section headers alone; section data is never read into memory except the small metadata and signature
-/// sections. Payloads are exposed as bounded read-only streams, and <see cref="ComputeDigests"/> streams the file
+/// sections. Payloads are exposed as bounded read-only streams, and <see cref="ComputeDigests(CancellationToken)"/> streams the file
 /// once for the CRC and the PCRs. Not thread-safe: it moves the stream's position.
 /// </summary>
 public sealed class EifReader : IDisposable
@@ -134,7 +135,14 @@ public sealed class EifReader : IDisposable
     /// </summary>
     /// <exception cref="EifFormatException">The file shrank or changed under the reader.</exception>
     /// <exception cref="IOException">Reading failed.</exception>
-    public EifDigests ComputeDigests(CancellationToken cancellationToken = default)
+    public EifDigests ComputeDigests(CancellationToken cancellationToken = default) => ComputeDigests(hashSections: false, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ComputeDigests(CancellationToken)"/>; with <paramref name="hashSections"/>, the same single pass
+    /// also gives the SHA-256 of each section's data (<see cref="EifDigests.SectionSha256"/>), so that a caller that
+    /// compares sections does not read the file a second time.
+    /// </summary>
+    public EifDigests ComputeDigests(bool hashSections, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Span<byte> buffer = stackalloc byte[EifHeader.EncodedSize];
@@ -145,6 +153,7 @@ public sealed class EifReader : IDisposable
         long measured = _sections.Sum(s => s.Size);
         PcrRoute[] routes = PcrRoutes.Of(_sections.Select(s => s.Type));
         using var digester = new SectionDigester(measured, routes);
+        byte[][]? sectionSha256 = hashSections ? new byte[Sections.Count][] : null;
         foreach (var section in _sections)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -153,7 +162,11 @@ public sealed class EifReader : IDisposable
             crc = Crc32Combine.Combine(crc, IoCrc32.HashToUInt32(sectionHeader), EifSectionHeader.EncodedSize);
 
             using Stream data = OpenSection(section.Index);
-            (uint dataCrc, long length) = digester.Copy(data, section.Size, routes[section.Index], output: null);
+            using var sha256 = hashSections ? new HashSink(HashAlgorithmName.SHA256) : null;
+            // Copy hands the bytes to the output (on the digester's worker) and waits for it before returning.
+            (uint dataCrc, long length) = digester.Copy(data, section.Size, routes[section.Index], output: sha256);
+            if (sectionSha256 is not null)
+                sectionSha256[section.Index] = sha256!.Finish();
             if (length != section.Size)
                 Throw.Truncated($"section {section.Index}", section.Size, length);
             crc = Crc32Combine.Combine(crc, dataCrc, length);
@@ -161,7 +174,7 @@ public sealed class EifReader : IDisposable
 
         (byte[] pcr0, byte[] pcr1, byte[] pcr2) = digester.Finish();
         byte[]? pcr8 = _certificateDer is null ? null : Pcr.Compute(_certificateDer);
-        return new EifDigests(storedCrc, crc, new EifMeasurements(pcr0, pcr1, pcr2, pcr8));
+        return new EifDigests(storedCrc, crc, new EifMeasurements(pcr0, pcr1, pcr2, pcr8), sectionSha256);
     }
 
     /// <inheritdoc/>

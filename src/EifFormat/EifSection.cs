@@ -32,12 +32,16 @@ public sealed class EifReaderOptions
 /// <summary>The result of one streaming pass over an EIF: its CRC and its measurements.</summary>
 public sealed class EifDigests
 {
-    internal EifDigests(uint storedCrc, uint computedCrc, EifMeasurements measurements)
+    internal EifDigests(uint storedCrc, uint computedCrc, EifMeasurements measurements, IReadOnlyList<byte[]>? sectionSha256 = null)
     {
         StoredCrc = storedCrc;
         ComputedCrc = computedCrc;
         Measurements = measurements;
+        SectionSha256 = sectionSha256;
     }
+
+    /// <summary>The SHA-256 of each section's data, by section index, when it was asked for (<see cref="EifReader.ComputeDigests(bool, CancellationToken)"/>); else null.</summary>
+    public IReadOnlyList<byte[]>? SectionSha256 { get; }
 
     /// <summary>The header's <c>eif_crc32</c>.</summary>
     public uint StoredCrc { get; }

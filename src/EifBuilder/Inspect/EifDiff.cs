@@ -185,8 +185,8 @@ public static class EifDiff
         ArgumentNullException.ThrowIfNull(old);
         ArgumentNullException.ThrowIfNull(@new);
         var warnings = new List<string>();
-        EifMeasurements oldPcrs = Measure(old, warnings, cancellationToken);
-        EifMeasurements newPcrs = Measure(@new, warnings, cancellationToken);
+        (EifMeasurements oldPcrs, SectionDigest[] oldDigests) = Measure(old, warnings, cancellationToken);
+        (EifMeasurements newPcrs, SectionDigest[] newDigests) = Measure(@new, warnings, cancellationToken);
         var measurements = new List<PcrDifference>
         {
             Register("PCR0", oldPcrs.Pcr0, newPcrs.Pcr0),
@@ -195,8 +195,6 @@ public static class EifDiff
             Register("PCR8", oldPcrs.Pcr8, newPcrs.Pcr8),
         };
 
-        SectionDigest[] oldDigests = Digests(old, cancellationToken);
-        SectionDigest[] newDigests = Digests(@new, cancellationToken);
         List<SectionDifference> sections = PairSections(old, oldDigests, @new, newDigests);
 
         SectionDifference? kernel = sections.FirstOrDefault(s => s.Type == EifSectionType.Kernel && s.Status == DiffStatus.Differs);
@@ -265,15 +263,19 @@ public static class EifDiff
         _ => [],
     };
 
-    private static EifMeasurements Measure(EifReader reader, List<string> warnings, CancellationToken cancellationToken)
+    // The PCRs and the SHA-256 of every section, in one streaming pass over the file.
+    private static (EifMeasurements Measurements, SectionDigest[] Sections) Measure(EifReader reader, List<string> warnings, CancellationToken cancellationToken)
     {
-        EifDigests digests = reader.ComputeDigests(cancellationToken);
+        EifDigests digests = reader.ComputeDigests(hashSections: true, cancellationToken);
 
         // A CRC mismatch says the file was damaged after it was written; the PCRs are still those of its bytes, so the
         // comparison goes on and the mismatch is reported beside it.
         if (digests.ChecksumError is { } error)
             warnings.Add(reader.Path is { } path ? error.WithPath(path).Message : error.Message);
-        return digests.Measurements;
+        SectionDigest[] sections = reader.Sections
+            .Select(s => new SectionDigest(s.Index, s.Size, Convert.ToHexStringLower(digests.SectionSha256![s.Index])))
+            .ToArray();
+        return (digests.Measurements, sections);
     }
 
     private static PcrDifference Register(string name, byte[]? old, byte[]? @new) => (old, @new) switch
@@ -283,20 +285,6 @@ public static class EifDiff
         (_, null) => new(name, DiffStatus.Removed, Pcr.ToHex(old), null),
         _ => new(name, old.AsSpan().SequenceEqual(@new) ? DiffStatus.Same : DiffStatus.Differs, Pcr.ToHex(old), Pcr.ToHex(@new)),
     };
-
-    // SHA-256 of every section's data, streamed one section at a time.
-    private static SectionDigest[] Digests(EifReader reader, CancellationToken cancellationToken)
-    {
-        var digests = new SectionDigest[reader.Sections.Count];
-        foreach (EifSection section in reader.Sections)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            using Stream data = reader.OpenSection(section.Index);
-            digests[section.Index] = new SectionDigest(section.Index, section.Size, Convert.ToHexStringLower(SHA256.HashData(data)));
-        }
-
-        return digests;
-    }
 
     // Pairs sections by type and, within a type, by order: the Nth ramdisk of one image with the Nth of the other.
     private static List<SectionDifference> PairSections(EifReader old, SectionDigest[] oldDigests, EifReader @new, SectionDigest[] newDigests)
