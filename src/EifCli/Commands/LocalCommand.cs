@@ -35,7 +35,7 @@ internal sealed class LocalCommand : Command
                 {
                     kvm = JObject.Of(("Usable", JBool.False), ("Reason", new JString("/dev/kvm does not exist")));
                 }
-                else if (kernel is null || (search.Installation?.Path ?? Which("qemu-system-x86_64")) is not { } qemu)
+                else if (kernel is null || (search.Installation?.Path ?? search.Candidates.FirstOrDefault(c => c.Origin == QemuOrigin.Path)?.Path) is not { } qemu)
                 {
                     kvm = JObject.Of(("Usable", JNull.Instance), ("Reason", new JString("not probed: the probe boots the default runtime's kernel (eif runtime install) with a QEMU")));
                 }
@@ -105,8 +105,4 @@ internal sealed class LocalCommand : Command
             });
         }
     }
-
-    private static string? Which(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Select(folder => Path.Join(folder, name)).FirstOrDefault(File.Exists);
 }
